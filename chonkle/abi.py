@@ -1,0 +1,224 @@
+"""Host side of the chonkle Wasm codec contract (docs/wasm-codec-contract.md).
+
+A module is checked against the contract once, from its export and import
+types, before it is ever instantiated: the engine adapters call exports
+without per-call type checks, so a wrong signature must never get that far.
+
+Per thread, one instance per module is kept and reused. An instance that
+trapped or broke the contract is discarded (its memory may be corrupt) and the
+next call builds a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chonkle.errors import ChonkleError, CodecError, WasmAbiError
+from chonkle.runtime import FuncSignature, ModuleInterface, WasmEngine, WasmInstance, WasmModule
+
+Direction = str  # "encode" | "decode"
+DIRECTIONS: tuple[str, ...] = ("encode", "decode")
+WASI_MODULE = "wasi_snapshot_preview1"
+
+REQUIRED_FUNCTIONS: dict[str, FuncSignature] = {
+    "alloc": FuncSignature(("i32",), ("i32",)),
+    "dealloc": FuncSignature(("i32", "i32"), ()),
+}
+CODEC_SIGNATURE = FuncSignature(("i32", "i32", "i32", "i32"), ("i64",))
+OPTIONAL_FUNCTIONS: dict[str, FuncSignature] = {
+    "_initialize": FuncSignature((), ()),  # WASI reactor constructor
+    "last_error": FuncSignature((), ("i64",)),  # chonkle extension: packed ptr/len of a message
+}
+MAX_ERROR_MESSAGE = 4096
+
+
+@dataclass(frozen=True)
+class CodecInterface:
+    """What a checked module offers: its directions, and whether it needs WASI or a constructor."""
+
+    directions: frozenset[str]
+    wasi: bool
+    initialize: bool
+    last_error: bool
+
+
+def check_interface(interface: ModuleInterface, step: str) -> CodecInterface:
+    """Verify a module follows the contract; raise :class:`WasmAbiError` naming what is off."""
+    if "memory" not in interface.memories:
+        raise WasmAbiError('module does not export its linear memory as "memory"', step=step)
+    for name, signature in REQUIRED_FUNCTIONS.items():
+        _check_function(interface, name, signature, step, required=True)
+    directions = frozenset(
+        d for d in DIRECTIONS if _check_function(interface, d, CODEC_SIGNATURE, step)
+    )
+    if not directions:
+        raise WasmAbiError(
+            f'module exports neither "encode" nor "decode" with signature {CODEC_SIGNATURE}',
+            step=step,
+        )
+    present = {
+        name: _check_function(interface, name, signature, step)
+        for name, signature in OPTIONAL_FUNCTIONS.items()
+    }
+    foreign = sorted({f"{m}.{n}" for m, n in interface.imports if m != WASI_MODULE})
+    if foreign:
+        raise WasmAbiError(
+            f"module imports {', '.join(foreign)}; a codec may import only {WASI_MODULE}",
+            step=step,
+        )
+    return CodecInterface(directions, bool(interface.imports), present["_initialize"],
+                          present["last_error"])
+
+
+def _check_function(interface: ModuleInterface, name: str, expected: FuncSignature,
+                    step: str, *, required: bool = False) -> bool:
+    actual = interface.functions.get(name)
+    if actual is None:
+        if required:
+            raise WasmAbiError(f'module does not export "{name}" {expected}', step=step)
+        return False
+    if actual != expected:
+        raise WasmAbiError(
+            f'export "{name}" has signature {actual}, the contract requires {expected}',
+            step=step,
+        )
+    return True
+
+
+_compiled: dict[tuple[str, str], WasmModule] = {}
+_compile_lock = threading.Lock()
+
+
+def compile_module(engine: WasmEngine, wasm: bytes, step: str) -> WasmModule:
+    """Compile once per process and engine; later calls with the same bytes are a dict lookup."""
+    key = (engine.name, hashlib.sha256(wasm).hexdigest())
+    module = _compiled.get(key)
+    if module is None:
+        with _compile_lock:
+            module = _compiled.get(key)
+            if module is None:
+                try:
+                    module = engine.compile(wasm)
+                except ChonkleError as exc:
+                    exc.step = exc.step or step
+                    raise
+                _compiled[key] = module
+    return module
+
+
+class CodecInstance:
+    """One live instance with its exports bound; used by a single thread."""
+
+    def __init__(self, module: WasmModule, codec: CodecInterface, step: str) -> None:
+        self._step = step
+        self._instance: WasmInstance = module.instantiate(wasi=codec.wasi)
+        if codec.initialize:
+            self._instance.function("_initialize")()
+        self._alloc = self._instance.function("alloc")
+        self._dealloc = self._instance.function("dealloc")
+        self._last_error = self._instance.function("last_error") if codec.last_error else None
+        self._codec_functions: dict[str, Callable[..., int]] = {
+            d: self._instance.function(d) for d in codec.directions
+        }
+
+    def call(self, direction: Direction, data: memoryview, config: bytes) -> memoryview:
+        """Run one codec call; return a view of the output in linear memory.
+
+        The view is valid until the next call into this instance: the caller copies it
+        out, then calls :meth:`release`. ``healthy`` stays False unless the call ends
+        normally or with the codec's own failure result; a pool discards an unhealthy
+        instance, and nothing more is called in it (no dealloc after a trap).
+        """
+        self.healthy = False
+        function = self._codec_functions[direction]
+        in_len, cfg_len = len(data), len(config)
+        in_size = max(in_len, 1)  # an empty input still gets a real, freeable pointer
+        in_ptr = self._allocate(in_size, "input")
+        cfg_ptr = self._allocate(cfg_len, "configuration")
+        memory = self._instance.memory()  # once, after both allocs: alloc may grow memory
+        self._check_bounds(in_ptr, in_size, len(memory), "alloc for the input")
+        self._check_bounds(cfg_ptr, cfg_len, len(memory), "alloc for the configuration")
+        memory[in_ptr:in_ptr + in_len] = data
+        memory[cfg_ptr:cfg_ptr + cfg_len] = config
+        del memory  # the call may grow (and move) linear memory
+        packed = function(in_ptr, in_len, cfg_ptr, cfg_len) & 0xFFFF_FFFF_FFFF_FFFF
+        self._dealloc(cfg_ptr, cfg_len)
+        self._dealloc(in_ptr, in_size)
+        out_ptr, out_len = packed >> 32, packed & 0xFFFF_FFFF
+        if out_ptr == 0 and out_len == 0:
+            detail = self._error_detail()
+            self.healthy = True
+            raise CodecError(f"{direction} failed{detail}", step=self._step)
+        memory = self._instance.memory()
+        self._check_bounds(out_ptr, out_len, len(memory), f"{direction} output")
+        self._pending = (out_ptr, out_len)
+        self.healthy = True
+        return memory[out_ptr:out_ptr + out_len]
+
+    def release(self) -> None:
+        """Free the output of the last call (after the caller copied it out)."""
+        out_ptr, out_len = self._pending
+        self.healthy = False
+        self._dealloc(out_ptr, out_len)
+        self.healthy = True
+
+    def _allocate(self, size: int, what: str) -> int:
+        ptr = self._alloc(size) & 0xFFFF_FFFF
+        if ptr == 0:
+            raise CodecError(f"alloc({size}) for the {what} failed (returned 0)", step=self._step)
+        return ptr
+
+    def _check_bounds(self, ptr: int, size: int, memory_size: int, what: str) -> None:
+        if ptr + size > memory_size:
+            raise WasmAbiError(
+                f"{what} is at {ptr}+{size} bytes, outside linear memory of {memory_size} bytes",
+                step=self._step,
+            )
+
+    def _error_detail(self) -> str:
+        """The codec's own message, when it exports ``last_error`` (empty otherwise)."""
+        if self._last_error is None:
+            return ""
+        packed = self._last_error() & 0xFFFF_FFFF_FFFF_FFFF
+        ptr, length = packed >> 32, min(packed & 0xFFFF_FFFF, MAX_ERROR_MESSAGE)
+        memory = self._instance.memory()
+        if ptr == 0 or length == 0 or ptr + length > len(memory):
+            return ""
+        return ": " + bytes(memory[ptr:ptr + length]).decode("utf-8", "replace")
+
+
+class InstancePool:
+    """A module's instances, one per thread, rebuilt after a trap or contract violation."""
+
+    def __init__(self, module: WasmModule, codec: CodecInterface, step: str) -> None:
+        self._module, self._codec, self._step = module, codec, step
+        self._local = threading.local()
+
+    def run(self, direction: Direction, data: memoryview, config: bytes,
+            copy_out: Callable[[memoryview], object]) -> object:
+        """Call ``direction`` on this thread's instance; ``copy_out`` copies the output view."""
+        instance = getattr(self._local, "instance", None)
+        if instance is None:
+            instance = self._local.instance = self._new_instance()
+        try:
+            output = instance.call(direction, data, config)
+            try:
+                return copy_out(output)
+            finally:
+                del output
+                instance.release()
+        except ChonkleError as exc:
+            if not instance.healthy:
+                self._local.instance = None  # trapped or broke the contract: memory untrusted
+            exc.step = exc.step or self._step
+            raise
+
+    def _new_instance(self) -> CodecInstance:
+        try:
+            return CodecInstance(self._module, self._codec, self._step)
+        except ChonkleError as exc:
+            exc.step = exc.step or self._step
+            raise

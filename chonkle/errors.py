@@ -1,0 +1,44 @@
+"""One exception hierarchy for everything chonkle reports.
+
+Every error that concerns a pipeline step carries that step's label ("step 1
+(tiff_predictor_2)") so a user reading a traceback from deep inside a Zarr read
+knows which codec of which pipeline failed, without a debugger.
+"""
+
+from __future__ import annotations
+
+
+class ChonkleError(Exception):
+    """Root of every error chonkle raises on purpose."""
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.step = step
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.message}" if self.step else self.message
+
+
+class SpecError(ChonkleError, ValueError):
+    """The pipeline description is malformed or names something that does not exist."""
+
+
+class SourceError(ChonkleError):
+    """A codec module could not be fetched or read from its URI."""
+
+
+class CodecError(ChonkleError):
+    """A codec rejected its input or configuration, or failed while running."""
+
+
+class WasmAbiError(CodecError):
+    """A Wasm module does not follow the chonkle codec contract (exports, signatures, pointers)."""
+
+
+class WasmTrap(CodecError):
+    """Wasm code trapped (unreachable, out-of-bounds access, ...); its instance is discarded."""
+
+
+class RuntimeUnavailable(ChonkleError):
+    """The requested Wasm engine is unknown, not installed, or cannot load on this Python."""

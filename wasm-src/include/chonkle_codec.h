@@ -1,0 +1,192 @@
+/* chonkle_codec.h: everything a C codec needs to meet the chonkle Wasm codec contract.
+ *
+ * Include it in exactly one .c file per codec. It exports alloc, dealloc and
+ * last_error, and gives you:
+ *   - chonkle_result(ptr, len): pack an output buffer into the i64 return value;
+ *   - chonkle_fail(fmt, ...): record a message for the host and return the failure value;
+ *   - chonkle_config_int(...): read an integer field from the JSON configuration.
+ * Then define encode and/or decode with CHONKLE_EXPORT. See docs/wasm-codec-contract.md.
+ */
+#ifndef CHONKLE_CODEC_H
+#define CHONKLE_CODEC_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHONKLE_EXPORT(name) __attribute__((export_name(#name)))
+
+/* Output size no codec should ever produce: a guard against runaway decoders. */
+#define CHONKLE_MAX_OUTPUT ((uint32_t)0x7FFFFFFF)
+
+CHONKLE_EXPORT(alloc) void *chonkle_alloc(int32_t size) {
+    return malloc(size > 0 ? (size_t)size : 1);
+}
+
+CHONKLE_EXPORT(dealloc) void chonkle_dealloc(void *ptr, int32_t size) {
+    (void)size;
+    free(ptr);
+}
+
+static char chonkle_error_text[512];
+static uint32_t chonkle_error_length;
+
+/* The host reads this after a failure result to put the reason in its error message. */
+CHONKLE_EXPORT(last_error) int64_t chonkle_last_error(void) {
+    if (chonkle_error_length == 0) return 0;
+    return (int64_t)(((uint64_t)(uintptr_t)chonkle_error_text << 32) | chonkle_error_length);
+}
+
+/* Pack an output buffer (from malloc) as the contract's i64 result; ownership goes to the host. */
+static inline int64_t chonkle_result(void *ptr, uint32_t length) {
+    return (int64_t)(((uint64_t)(uintptr_t)ptr << 32) | length);
+}
+
+/* Record why the call failed and return the failure value (pointer 0, length 0). */
+__attribute__((format(printf, 1, 2))) static int64_t chonkle_fail(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(chonkle_error_text, sizeof chonkle_error_text, format, args);
+    va_end(args);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof chonkle_error_text) n = sizeof chonkle_error_text - 1;
+    chonkle_error_length = (uint32_t)n;
+    return 0;
+}
+
+/* ---- Reading the JSON configuration -------------------------------------------------
+ * The configuration is the step's "configuration" object, serialized by the host as
+ * compact UTF-8 JSON. These helpers scan its top level only; nested values are skipped.
+ */
+
+typedef enum { CHONKLE_FOUND = 0, CHONKLE_MISSING = 1, CHONKLE_INVALID = 2 } chonkle_lookup;
+
+typedef struct {
+    const char *at;
+    const char *end;
+} chonkle_json;
+
+static void chonkle_json_space(chonkle_json *j) {
+    while (j->at < j->end && (*j->at == ' ' || *j->at == '\t' || *j->at == '\n' || *j->at == '\r'))
+        j->at++;
+}
+
+/* Skip a JSON string starting at its opening quote; report its body through raw and raw_len. */
+static int chonkle_json_string(chonkle_json *j, const char **raw, size_t *raw_len) {
+    if (j->at >= j->end || *j->at != '"') return 0;
+    const char *start = ++j->at;
+    while (j->at < j->end && *j->at != '"') {
+        if (*j->at == '\\') j->at++;
+        j->at++;
+    }
+    if (j->at >= j->end) return 0;
+    *raw = start;
+    *raw_len = (size_t)(j->at - start);
+    j->at++;
+    return 1;
+}
+
+/* Skip any JSON value; nesting is bounded so hostile input cannot exhaust the stack. */
+static int chonkle_json_skip(chonkle_json *j, int depth) {
+    const char *raw;
+    size_t raw_len;
+    chonkle_json_space(j);
+    if (j->at >= j->end || depth > 64) return 0;
+    char c = *j->at;
+    if (c == '"') return chonkle_json_string(j, &raw, &raw_len);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        j->at++;
+        chonkle_json_space(j);
+        if (j->at < j->end && *j->at == close) { j->at++; return 1; }
+        for (;;) {
+            if (c == '{') {
+                chonkle_json_space(j);
+                if (!chonkle_json_string(j, &raw, &raw_len)) return 0;
+                chonkle_json_space(j);
+                if (j->at >= j->end || *j->at++ != ':') return 0;
+            }
+            if (!chonkle_json_skip(j, depth + 1)) return 0;
+            chonkle_json_space(j);
+            if (j->at >= j->end) return 0;
+            if (*j->at == ',') { j->at++; continue; }
+            if (*j->at == close) { j->at++; return 1; }
+            return 0;
+        }
+    }
+    /* number, true, false, null */
+    const char *start = j->at;
+    while (j->at < j->end && strchr(",}] \t\r\n", *j->at) == NULL) j->at++;
+    return j->at > start;
+}
+
+/* Find the value of top-level key `key`; on success *value points at it (after spaces). */
+static chonkle_lookup chonkle_config_find(const uint8_t *config, uint32_t length, const char *key,
+                                          chonkle_json *value) {
+    chonkle_json j = {(const char *)config, (const char *)config + length};
+    const char *raw;
+    size_t raw_len, key_len = strlen(key);
+    chonkle_json_space(&j);
+    if (j.at >= j.end || *j.at++ != '{') return CHONKLE_INVALID;
+    chonkle_json_space(&j);
+    if (j.at < j.end && *j.at == '}') return CHONKLE_MISSING;
+    for (;;) {
+        chonkle_json_space(&j);
+        if (!chonkle_json_string(&j, &raw, &raw_len)) return CHONKLE_INVALID;
+        chonkle_json_space(&j);
+        if (j.at >= j.end || *j.at++ != ':') return CHONKLE_INVALID;
+        chonkle_json_space(&j);
+        if (raw_len == key_len && memcmp(raw, key, key_len) == 0) {
+            *value = j;
+            return CHONKLE_FOUND;
+        }
+        if (!chonkle_json_skip(&j, 0)) return CHONKLE_INVALID;
+        chonkle_json_space(&j);
+        if (j.at < j.end && *j.at == ',') { j.at++; continue; }
+        return (j.at < j.end && *j.at == '}') ? CHONKLE_MISSING : CHONKLE_INVALID;
+    }
+}
+
+/* Read integer field `key` into *out. A missing key gives CHONKLE_MISSING (and leaves *out
+ * alone, so callers can preset a default); a non-integer value gives CHONKLE_INVALID. */
+static chonkle_lookup chonkle_config_int(const uint8_t *config, uint32_t length, const char *key,
+                                         int64_t *out) {
+    chonkle_json value;
+    chonkle_lookup found = chonkle_config_find(config, length, key, &value);
+    if (found != CHONKLE_FOUND) return found;
+    const char *p = value.at;
+    int negative = 0;
+    if (p < value.end && *p == '-') { negative = 1; p++; }
+    if (p >= value.end || *p < '0' || *p > '9') return CHONKLE_INVALID;
+    uint64_t magnitude = 0;
+    while (p < value.end && *p >= '0' && *p <= '9') {
+        magnitude = magnitude * 10 + (uint64_t)(*p++ - '0');
+        if (magnitude > (uint64_t)INT64_MAX) return CHONKLE_INVALID;
+    }
+    if (p < value.end && strchr(",} \t\r\n", *p) == NULL) return CHONKLE_INVALID; /* 2.5, 1e3 */
+    *out = negative ? -(int64_t)magnitude : (int64_t)magnitude;
+    return CHONKLE_FOUND;
+}
+
+/* chonkle_config_int for a required field in [min, max], failing with a clear message. */
+#define CHONKLE_REQUIRE_INT(config, length, key, min, max, out)                                   \
+    do {                                                                                          \
+        chonkle_lookup found_ = chonkle_config_int(config, length, key, out);                     \
+        if (found_ == CHONKLE_MISSING) return chonkle_fail("configuration lacks \"%s\"", key);    \
+        if (found_ != CHONKLE_FOUND || *(out) < (min) || *(out) > (max))                          \
+            return chonkle_fail("configuration \"%s\" must be an integer from %lld to %lld", key, \
+                                (long long)(min), (long long)(max));                              \
+    } while (0)
+
+/* The same for an optional field: *out keeps its preset default when the key is absent. */
+#define CHONKLE_OPTIONAL_INT(config, length, key, min, max, out)                                  \
+    do {                                                                                          \
+        chonkle_lookup found_ = chonkle_config_int(config, length, key, out);                     \
+        if (found_ == CHONKLE_INVALID || *(out) < (min) || *(out) > (max))                        \
+            return chonkle_fail("configuration \"%s\" must be an integer from %lld to %lld", key, \
+                                (long long)(min), (long long)(max));                              \
+    } while (0)
+
+#endif

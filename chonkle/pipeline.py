@@ -54,14 +54,14 @@ class Pipeline:
 
     def encode(self, array: np.ndarray) -> bytes:
         data: Any = array
-        for codec, label in zip(self.codecs, self.labels):
+        for codec, label in zip(self.codecs, self.labels, strict=True):
             data = _run_step(codec.encode, data, "encode", label)
         if isinstance(data, np.ndarray):
             return data.tobytes()
         return bytes(data)
 
     def decode(self, data: Any) -> np.ndarray:
-        for codec, label in zip(reversed(self.codecs), reversed(self.labels)):
+        for codec, label in zip(reversed(self.codecs), reversed(self.labels), strict=True):
             data = _run_step(codec.decode, data, "decode", label)
         if isinstance(data, np.ndarray):
             return data

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,9 @@ def load_pipeline_spec(source: Path | str | Mapping[str, Any]) -> PipelineSpec:
     """Parse a pipeline from a path to a JSON file or from an already-parsed mapping."""
     if isinstance(source, Mapping):
         return parse_pipeline(source, base_dir=None)
+    if not isinstance(source, (str, PathLike)):
+        raise SpecError("a pipeline must be a path to a JSON file or a mapping, "
+                        f"not {type(source).__name__}")
     path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")

@@ -29,7 +29,7 @@ class WasmCodec(Codec):
         self.wasm = wasm
         try:
             self.config_json = json.dumps(
-                step.configuration, separators=(",", ":"), allow_nan=False
+                step.configuration, separators=(",", ":"), ensure_ascii=False, allow_nan=False
             ).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise SpecError(f"configuration is not JSON-serializable: {exc}",

@@ -1,0 +1,154 @@
+"""The ``chonkle`` command: decode and encode chunks, and report the Wasm engines."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from chonkle import __version__
+from chonkle.errors import ChonkleError
+from chonkle.pipeline import Pipeline
+from chonkle.runtime import RUNTIME_ENV_VAR, resolve_runtime_name, runtime_statuses
+
+
+class CliError(ChonkleError):
+    """A problem with the command line's own inputs or outputs (files, arguments)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ChonkleError as exc:
+        print(f"chonkle: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chonkle",
+        description="Decode and encode array chunks with codec pipelines of numcodecs and "
+                    "WebAssembly codecs.",
+    )
+    parser.add_argument("--version", action="version", version=f"chonkle {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    runtime_help = f"Wasm engine (default: ${RUNTIME_ENV_VAR}, else wasmtime)"
+
+    decode = commands.add_parser("decode", help="decode an encoded chunk to an array",
+                                 description="Decode CHUNK with its pipeline. Without -o, print "
+                                             "the array's shape, dtype and top-left corner.")
+    decode.add_argument("chunk", type=Path, metavar="CHUNK")
+    decode.add_argument("--pipeline", type=Path, help="pipeline JSON (default: CHUNK.json)")
+    decode.add_argument("-o", "--output", type=Path, help="write the array to this .npy file")
+    decode.add_argument("--runtime", help=runtime_help)
+    decode.set_defaults(handler=_decode)
+
+    encode = commands.add_parser("encode", help="encode an array (.npy) to a chunk",
+                                 description="Encode the array in IN.npy with a pipeline.")
+    encode.add_argument("array", type=Path, metavar="IN.npy")
+    encode.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                        help="where to write the encoded chunk")
+    encode.add_argument("--pipeline", type=Path, help="pipeline JSON (default: OUT.json)")
+    encode.add_argument("--runtime", help=runtime_help)
+    encode.set_defaults(handler=_encode)
+
+    runtimes = commands.add_parser("runtimes", help="list the Wasm engines and their state")
+    runtimes.set_defaults(handler=_runtimes)
+    return parser
+
+
+def _decode(args: argparse.Namespace) -> int:
+    pipeline = Pipeline.load(_sidecar(args.pipeline, args.chunk), runtime=args.runtime)
+    array = pipeline.decode(_read_bytes(args.chunk))
+    if args.output is not None:
+        _write_atomically(args.output, lambda f: np.save(f, array, allow_pickle=False))
+        print(f"wrote {args.output} ({_describe(array)})")
+    else:
+        print(_describe(array))
+        print(_corner(array))
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    pipeline = Pipeline.load(_sidecar(args.pipeline, args.output), runtime=args.runtime)
+    try:
+        array = np.load(args.array, allow_pickle=False)
+    except FileNotFoundError:
+        raise CliError(f"{args.array}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{args.array}: not a readable .npy file ({exc})") from exc
+    chunk = pipeline.encode(array)
+    _write_atomically(args.output, lambda f: f.write(chunk))
+    print(f"wrote {args.output} ({len(chunk)} bytes from {_describe(array)})")
+    return 0
+
+
+def _runtimes(args: argparse.Namespace) -> int:
+    default = resolve_runtime_name()
+    for status in runtime_statuses():
+        marker = "*" if status.name == default else " "
+        if status.available:
+            print(f"{marker} {status.name:<10} {status.version:<10} available")
+        else:
+            print(f"{marker} {status.name:<10} {'-':<10} unavailable: {status.reason}")
+    print(f"(* = used by default; set {RUNTIME_ENV_VAR} or --runtime to choose)")
+    return 0
+
+
+def _sidecar(pipeline: Path | None, data_file: Path) -> Path:
+    path = pipeline or data_file.with_name(data_file.name + ".json")
+    if not path.is_file():
+        how = "" if pipeline else " (the default sidecar; pass --pipeline to use another file)"
+        raise CliError(f"pipeline file {path} does not exist{how}")
+    return path
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}") from exc
+
+
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write to a temporary file beside ``path`` and rename it, so no partial file is left."""
+    directory = path.resolve().parent
+    try:
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise CliError(f"cannot write {path}: {exc.strerror}") from exc
+        raise
+
+
+def _describe(array: np.ndarray) -> str:
+    return f"shape {list(array.shape)}, dtype {array.dtype}"
+
+
+def _corner(array: np.ndarray, size: int = 6) -> str:
+    corner = array[tuple(slice(0, size) for _ in range(array.ndim))]
+    label = "top-left corner" if corner.shape != array.shape else "values"
+    return f"{label}:\n{np.array2string(corner, threshold=1000)}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,14 +11,22 @@ typedef struct {
 } predictor;
 
 #define DEFINE_ROWS(T)                                                                   \
-    static void encode_##T(const T *in, T *out, size_t n, size_t row, size_t spp) {      \
+    static void encode_##T(const T *restrict in, T *restrict out, size_t n, size_t row,  \
+                           size_t spp) {                                                 \
         for (size_t start = 0; start < n; start += row) {                                \
+            if (spp == 1) { /* constant stride: clang vectorizes this with simd128 */    \
+                out[start] = in[start];                                                  \
+                for (size_t i = start + 1; i < start + row; i++)                         \
+                    out[i] = (T)(in[i] - in[i - 1]);                                     \
+                continue;                                                                \
+            }                                                                            \
             for (size_t i = 0; i < spp; i++) out[start + i] = in[start + i];             \
             for (size_t i = spp; i < row; i++)                                           \
                 out[start + i] = (T)(in[start + i] - in[start + i - spp]);               \
         }                                                                                \
     }                                                                                    \
-    static void decode_##T(const T *in, T *out, size_t n, size_t row, size_t spp) {      \
+    static void decode_##T(const T *restrict in, T *restrict out, size_t n, size_t row,  \
+                           size_t spp) {                                                 \
         for (size_t start = 0; start < n; start += row) {                                \
             if (spp == 1) { /* the common case: keep the running sum in a register */    \
                 T sum = 0;                                                               \

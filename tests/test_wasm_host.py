@@ -60,3 +60,21 @@ def test_large_input_grows_memory_on_alloc(runtime: str, wasm_file) -> None:
     pipeline = Pipeline.load({"codecs": [wasm_step(wasm_file(IDENTITY))]}, runtime=runtime)
     data = np.random.default_rng(1).integers(0, 255, 5 * 2**20, dtype=np.uint8)
     np.testing.assert_array_equal(pipeline.decode(data), data)
+
+
+# Writes "LEAK!\n" to fd 1 and fd 2 through WASI, then behaves as the identity codec.
+PRINTING = IDENTITY.replace("(local $out i32)", """(local $out i32)
+    (i32.store (i32.const 16) (i32.const 32)) (i32.store (i32.const 20) (i32.const 6))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+    (drop (call $fd_write (i32.const 2) (i32.const 16) (i32.const 1) (i32.const 24)))""") + (
+    '(data (i32.const 32) "LEAK!\\n")')
+FD_WRITE = ('(import "wasi_snapshot_preview1" "fd_write" '
+            "(func $fd_write (param i32 i32 i32 i32) (result i32)))")
+
+
+def test_codec_cannot_write_to_the_terminal(runtime: str, wasm_file, capfd) -> None:
+    pipeline = Pipeline.load({"codecs": [wasm_step(wasm_file(PRINTING, imports=FD_WRITE))]},
+                             runtime=runtime)
+    assert pipeline.decode(b"abc").tobytes() == b"abc"
+    captured = capfd.readouterr()  # the real file descriptors, not sys.stdout
+    assert "LEAK" not in captured.out and "LEAK" not in captured.err

@@ -90,16 +90,39 @@ class WasmerModule:
         try:
             if wasi:
                 # No preopened directories, no environment, no arguments.
-                environment = wasmer.wasi.StateBuilder("chonkle-codec").finalize()
-                imports = environment.generate_import_object(
-                    self._engine.store(), wasmer.wasi.Version.SNAPSHOT1
-                )
-                instance = wasmer.Instance(module, imports)
+                instance = wasmer.Instance(module, self._wasi_imports(module))
             else:
                 instance = wasmer.Instance(module)
         except Exception as exc:
             raise WasmTrap(f"instantiation failed: {_first_line(exc)}") from exc
         return WasmerInstance(instance)
+
+
+    def _wasi_imports(self, module: wasmer.Module) -> dict:
+        """WASI with no preopens, env or args, and stdio cut off.
+
+        wasmer's WASI inherits the host's stdin, stdout and stderr, and its Python API
+        cannot redirect them, so the stream functions a module imports are replaced by
+        ones that fail with EBADF: a codec can neither print to the user's terminal nor
+        block reading stdin.
+        """
+        store = self._engine.store()
+        environment = wasmer.wasi.StateBuilder("chonkle-codec").finalize()
+        imports = environment.generate_imports(store, wasmer.wasi.Version.SNAPSHOT1)
+        namespace = imports.setdefault("wasi_snapshot_preview1", {})
+        for imported in module.imports:
+            if imported.module == "wasi_snapshot_preview1" and imported.name in _STDIO:
+                namespace[imported.name] = wasmer.Function(store, _bad_file_descriptor,
+                                                           imported.type)
+        return imports
+
+
+_STDIO = {"fd_read", "fd_write", "fd_pread", "fd_pwrite"}
+_EBADF = 8
+
+
+def _bad_file_descriptor(*args: int) -> int:
+    return _EBADF
 
 
 class WasmerInstance:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -53,10 +55,37 @@ def test_wasmer_on_new_python_says_why_and_what_to_do() -> None:
 
 
 def test_importing_chonkle_imports_no_engine() -> None:
-    import subprocess
+
 
     code = ("import sys, chonkle; chonkle.decode; "
             "print(any(m in sys.modules for m in ('wasmtime', 'wasmer')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_third_party_engine_plugs_in_through_the_entry_point_group(tmp_path) -> None:
+    """A separately installed distribution adds an engine; chonkle itself is untouched."""
+
+
+    (tmp_path / "acme_engine.py").write_text(
+        "from chonkle_wasmtime import WasmtimeEngine\n"
+        "class AcmeEngine(WasmtimeEngine):\n"
+        "    name = 'acme'\n"
+    )
+    dist_info = tmp_path / "acme_engine-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-engine\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[chonkle.runtimes]\nacme = acme_engine:AcmeEngine\n")
+    code = (
+        "import chonkle, numpy as np\n"
+        "spec = {'codecs': [{'name': 'tiff_predictor_2', 'type': 'wasm',"
+        " 'configuration': {'bytes_per_sample': 1, 'width': 4}}]}\n"
+        "p = chonkle.Pipeline.load(spec, runtime='acme')\n"
+        "print(p.runtime, chonkle.installed_runtimes(), p.decode(bytes([1, 1, 1, 1])).tolist())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "acme ['acme', 'wasmer', 'wasmtime'] [1, 2, 3, 4]"

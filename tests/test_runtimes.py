@@ -55,8 +55,6 @@ def test_wasmer_on_new_python_says_why_and_what_to_do() -> None:
 
 
 def test_importing_chonkle_imports_no_engine() -> None:
-
-
     code = ("import sys, chonkle; chonkle.decode; "
             "print(any(m in sys.modules for m in ('wasmtime', 'wasmer')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

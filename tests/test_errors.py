@@ -254,7 +254,7 @@ def test_encode_with_wrong_array(runtime: str) -> None:
 
 @pytest.mark.parametrize(("config", "message"), [
     ({"width": 4}, 'configuration lacks "bytes_per_sample"'),
-    ({"bytes_per_sample": 3, "width": 4}, '"bytes_per_sample" must be 1, 2, 4 or 8'),
+    ({"bytes_per_sample": 3, "width": 4}, '"bytes_per_sample" must be one of 1,2,4,8, not 3'),
     ({"bytes_per_sample": 2, "width": "4"}, '"width" must be an integer from 1'),
     ({"bytes_per_sample": 2, "width": 3}, "16 samples do not form whole rows of 3 samples"),
 ])

@@ -48,7 +48,7 @@ class TiffPredictor2(Codec):
     def decode(self, buf: Any, out: Any = None) -> np.ndarray:
         rows, restore = self._rows(buf)
         spp = self.samples_per_pixel
-        pixels = rows.reshape(rows.shape[0], -1, spp)
+        pixels = rows.reshape(rows.shape[0], rows.shape[1] // spp, spp)
         summed = np.cumsum(pixels, axis=1, dtype=rows.dtype).reshape(rows.shape)
         result = restore(summed)
         if out is not None:

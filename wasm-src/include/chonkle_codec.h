@@ -17,6 +17,8 @@
 #include <string.h>
 
 #define CHONKLE_EXPORT(name) __attribute__((export_name(#name)))
+/* Helpers a codec may not use all of: no unused-function warnings for them. */
+#define CHONKLE_HELPER static __attribute__((unused))
 
 /* Output size no codec should ever produce: a guard against runaway decoders. */
 #define CHONKLE_MAX_OUTPUT ((uint32_t)0x7FFFFFFF)
@@ -40,12 +42,12 @@ CHONKLE_EXPORT(last_error) int64_t chonkle_last_error(void) {
 }
 
 /* Pack an output buffer (from malloc) as the contract's i64 result; ownership goes to the host. */
-static inline int64_t chonkle_result(void *ptr, uint32_t length) {
+CHONKLE_HELPER int64_t chonkle_result(void *ptr, uint32_t length) {
     return (int64_t)(((uint64_t)(uintptr_t)ptr << 32) | length);
 }
 
 /* Record why the call failed and return the failure value (pointer 0, length 0). */
-__attribute__((format(printf, 1, 2))) static int64_t chonkle_fail(const char *format, ...) {
+__attribute__((format(printf, 1, 2))) CHONKLE_HELPER int64_t chonkle_fail(const char *format, ...) {
     va_list args;
     va_start(args, format);
     int n = vsnprintf(chonkle_error_text, sizeof chonkle_error_text, format, args);
@@ -68,13 +70,13 @@ typedef struct {
     const char *end;
 } chonkle_json;
 
-static void chonkle_json_space(chonkle_json *j) {
+CHONKLE_HELPER void chonkle_json_space(chonkle_json *j) {
     while (j->at < j->end && (*j->at == ' ' || *j->at == '\t' || *j->at == '\n' || *j->at == '\r'))
         j->at++;
 }
 
 /* Skip a JSON string starting at its opening quote; report its body through raw and raw_len. */
-static int chonkle_json_string(chonkle_json *j, const char **raw, size_t *raw_len) {
+CHONKLE_HELPER int chonkle_json_string(chonkle_json *j, const char **raw, size_t *raw_len) {
     if (j->at >= j->end || *j->at != '"') return 0;
     const char *start = ++j->at;
     while (j->at < j->end && *j->at != '"') {
@@ -89,7 +91,7 @@ static int chonkle_json_string(chonkle_json *j, const char **raw, size_t *raw_le
 }
 
 /* Skip any JSON value; nesting is bounded so hostile input cannot exhaust the stack. */
-static int chonkle_json_skip(chonkle_json *j, int depth) {
+CHONKLE_HELPER int chonkle_json_skip(chonkle_json *j, int depth) {
     const char *raw;
     size_t raw_len;
     chonkle_json_space(j);
@@ -123,7 +125,7 @@ static int chonkle_json_skip(chonkle_json *j, int depth) {
 }
 
 /* Find the value of top-level key `key`; on success *value points at it (after spaces). */
-static chonkle_lookup chonkle_config_find(const uint8_t *config, uint32_t length, const char *key,
+CHONKLE_HELPER chonkle_lookup chonkle_config_find(const uint8_t *config, uint32_t length, const char *key,
                                           chonkle_json *value) {
     chonkle_json j = {(const char *)config, (const char *)config + length};
     const char *raw;
@@ -151,7 +153,7 @@ static chonkle_lookup chonkle_config_find(const uint8_t *config, uint32_t length
 
 /* Read integer field `key` into *out. A missing key gives CHONKLE_MISSING (and leaves *out
  * alone, so callers can preset a default); a non-integer value gives CHONKLE_INVALID. */
-static chonkle_lookup chonkle_config_int(const uint8_t *config, uint32_t length, const char *key,
+CHONKLE_HELPER chonkle_lookup chonkle_config_int(const uint8_t *config, uint32_t length, const char *key,
                                          int64_t *out) {
     chonkle_json value;
     chonkle_lookup found = chonkle_config_find(config, length, key, &value);
@@ -167,6 +169,29 @@ static chonkle_lookup chonkle_config_int(const uint8_t *config, uint32_t length,
     }
     if (p < value.end && strchr(",} \t\r\n", *p) == NULL) return CHONKLE_INVALID; /* 2.5, 1e3 */
     *out = negative ? -(int64_t)magnitude : (int64_t)magnitude;
+    return CHONKLE_FOUND;
+}
+
+/* Read string field `key` into out (NUL-terminated, at most size - 1 bytes). Escapes other than
+ * \" and \\ are refused as CHONKLE_INVALID: configuration strings are names, not prose. */
+CHONKLE_HELPER chonkle_lookup chonkle_config_string(const uint8_t *config, uint32_t length, const char *key,
+                                            char *out, size_t size) {
+    chonkle_json value;
+    const char *raw;
+    size_t raw_len, n = 0;
+    chonkle_lookup found = chonkle_config_find(config, length, key, &value);
+    if (found != CHONKLE_FOUND) return found;
+    if (!chonkle_json_string(&value, &raw, &raw_len)) return CHONKLE_INVALID;
+    for (size_t i = 0; i < raw_len; i++) {
+        char c = raw[i];
+        if (c == '\\') {
+            if (++i >= raw_len || (raw[i] != '"' && raw[i] != '\\')) return CHONKLE_INVALID;
+            c = raw[i];
+        }
+        if (n + 1 >= size) return CHONKLE_INVALID;
+        out[n++] = c;
+    }
+    out[n] = 0;
     return CHONKLE_FOUND;
 }
 

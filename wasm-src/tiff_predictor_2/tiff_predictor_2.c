@@ -1,42 +1,37 @@
 /* TIFF predictor 2: horizontal differencing of each row, per sample of a pixel.
  *
- * Configuration: bytes_per_sample (1, 2, 4 or 8), width (pixels per row),
- * samples_per_pixel (default 1). Samples are little-endian unsigned integers;
- * arithmetic wraps, exactly like the TIFF specification and numpy's uint types.
+ * Configuration: bytes_per_sample (1, 2, 4 or 8), width, samples_per_pixel (default 1).
+ * Samples are little-endian unsigned integers; arithmetic wraps, as the TIFF specification
+ * says and numpy's unsigned types do.
  */
-#include "chonkle_codec.h"
+#include "tiff_layout.h"
 
-typedef struct {
-    int64_t bytes_per_sample, width, samples_per_pixel;
-} predictor;
-
-#define DEFINE_ROWS(T)                                                                   \
-    static void encode_##T(const T *restrict in, T *restrict out, size_t n, size_t row,  \
-                           size_t spp) {                                                 \
-        for (size_t start = 0; start < n; start += row) {                                \
-            if (spp == 1) { /* constant stride: clang vectorizes this with simd128 */    \
-                out[start] = in[start];                                                  \
-                for (size_t i = start + 1; i < start + row; i++)                         \
-                    out[i] = (T)(in[i] - in[i - 1]);                                     \
-                continue;                                                                \
-            }                                                                            \
-            for (size_t i = 0; i < spp; i++) out[start + i] = in[start + i];             \
-            for (size_t i = spp; i < row; i++)                                           \
-                out[start + i] = (T)(in[start + i] - in[start + i - spp]);               \
-        }                                                                                \
-    }                                                                                    \
-    static void decode_##T(const T *restrict in, T *restrict out, size_t n, size_t row,  \
-                           size_t spp) {                                                 \
-        for (size_t start = 0; start < n; start += row) {                                \
-            if (spp == 1) { /* the common case: keep the running sum in a register */    \
-                T sum = 0;                                                               \
+#define DEFINE_ROWS(T)                                                                       \
+    static void encode_##T(const T *restrict in, T *restrict out, size_t n, size_t row,      \
+                           size_t spp) {                                                     \
+        for (size_t start = 0; start < n; start += row) {                                    \
+            if (spp == 1) { /* constant stride: clang vectorizes this with simd128 */        \
+                out[start] = in[start];                                                      \
+                for (size_t i = start + 1; i < start + row; i++) out[i] = (T)(in[i] - in[i - 1]); \
+                continue;                                                                    \
+            }                                                                                \
+            for (size_t i = 0; i < spp; i++) out[start + i] = in[start + i];                 \
+            for (size_t i = spp; i < row; i++)                                               \
+                out[start + i] = (T)(in[start + i] - in[start + i - spp]);                   \
+        }                                                                                    \
+    }                                                                                        \
+    static void decode_##T(const T *restrict in, T *restrict out, size_t n, size_t row,      \
+                           size_t spp) {                                                     \
+        for (size_t start = 0; start < n; start += row) {                                    \
+            if (spp == 1) { /* the common case: keep the running sum in a register */        \
+                T sum = 0;                                                                   \
                 for (size_t i = start; i < start + row; i++) out[i] = sum = (T)(sum + in[i]); \
-                continue;                                                                \
-            }                                                                            \
-            for (size_t i = 0; i < spp; i++) out[start + i] = in[start + i];             \
-            for (size_t i = spp; i < row; i++)                                           \
-                out[start + i] = (T)(in[start + i] + out[start + i - spp]);              \
-        }                                                                                \
+                continue;                                                                    \
+            }                                                                                \
+            for (size_t i = 0; i < spp; i++) out[start + i] = in[start + i];                 \
+            for (size_t i = spp; i < row; i++)                                               \
+                out[start + i] = (T)(in[start + i] + out[start + i - spp]);                  \
+        }                                                                                    \
     }
 DEFINE_ROWS(uint8_t)
 DEFINE_ROWS(uint16_t)
@@ -45,25 +40,12 @@ DEFINE_ROWS(uint64_t)
 
 static int64_t run(int decode, const uint8_t *input, uint32_t length, const uint8_t *config,
                    uint32_t config_length) {
-    predictor p = {0, 0, 1};
-    CHONKLE_REQUIRE_INT(config, config_length, "bytes_per_sample", 1, 8, &p.bytes_per_sample);
-    if (p.bytes_per_sample & (p.bytes_per_sample - 1))
-        return chonkle_fail("configuration \"bytes_per_sample\" must be 1, 2, 4 or 8");
-    CHONKLE_REQUIRE_INT(config, config_length, "width", 1, 1 << 30, &p.width);
-    CHONKLE_OPTIONAL_INT(config, config_length, "samples_per_pixel", 1, 1 << 16,
-                         &p.samples_per_pixel);
-    size_t row = (size_t)p.width * (size_t)p.samples_per_pixel;
-    size_t bps = (size_t)p.bytes_per_sample;
-    if (length % bps)
-        return chonkle_fail("input of %u bytes is not a whole number of %zu-byte samples", length,
-                            bps);
-    size_t n = length / bps;
-    if ((uint64_t)row * bps > 0xFFFFFFFFu || n % row)
-        return chonkle_fail("%zu samples do not form whole rows of %zu samples", n, row);
+    tiff_layout t;
+    if (!tiff_layout_read(config, config_length, length, 0x116, &t)) return 0; /* 1, 2, 4, 8 */
     void *out = malloc(length ? length : 1);
     if (!out) return chonkle_fail("out of memory for %u output bytes", length);
-    size_t spp = (size_t)p.samples_per_pixel;
-    switch (bps) {
+    size_t n = length / t.bytes_per_sample, row = t.row_samples, spp = t.samples_per_pixel;
+    switch (t.bytes_per_sample) {
     case 1: (decode ? decode_uint8_t : encode_uint8_t)(input, out, n, row, spp); break;
     case 2: (decode ? decode_uint16_t : encode_uint16_t)((const void *)input, out, n, row, spp); break;
     case 4: (decode ? decode_uint32_t : encode_uint32_t)((const void *)input, out, n, row, spp); break;

@@ -1,0 +1,65 @@
+/* TIFF predictor 3: the floating-point predictor of TIFF Technical Note 3.
+ *
+ * Per row, the bytes of the samples are regrouped by significance (all most significant bytes
+ * first, then the next, ...) and the resulting byte string is differenced with a distance of
+ * samples_per_pixel bytes. Configuration: bytes_per_sample (2, 4 or 8), width,
+ * samples_per_pixel (default 1). Input samples are little-endian floats.
+ */
+#include "tiff_layout.h"
+
+static void encode_row(const uint8_t *restrict in, uint8_t *restrict out, size_t n, size_t bps,
+                       size_t spp) {
+    for (size_t b = 0; b < bps; b++) {
+        uint8_t *plane = out + (bps - 1 - b) * n; /* most significant byte plane first */
+        for (size_t i = 0; i < n; i++) plane[i] = in[i * bps + b];
+    }
+    for (size_t k = n * bps; k-- > spp;) out[k] = (uint8_t)(out[k] - out[k - spp]);
+}
+
+static void decode_row(const uint8_t *restrict in, uint8_t *restrict out, uint8_t *restrict sums,
+                       size_t n, size_t bps, size_t spp) {
+    size_t total = n * bps;
+    if (spp == 1) {
+        uint8_t sum = 0;
+        for (size_t k = 0; k < total; k++) sums[k] = sum = (uint8_t)(sum + in[k]);
+    } else {
+        for (size_t k = 0; k < total; k++) sums[k] = k < spp ? in[k] : (uint8_t)(in[k] + sums[k - spp]);
+    }
+    for (size_t b = 0; b < bps; b++) {
+        const uint8_t *plane = sums + (bps - 1 - b) * n;
+        for (size_t i = 0; i < n; i++) out[i * bps + b] = plane[i];
+    }
+}
+
+static int64_t run(int decode, const uint8_t *input, uint32_t length, const uint8_t *config,
+                   uint32_t config_length) {
+    tiff_layout t;
+    if (!tiff_layout_read(config, config_length, length, 0x114, &t)) return 0; /* 2, 4, 8 */
+    size_t row_bytes = t.row_samples * t.bytes_per_sample;
+    uint8_t *out = malloc(length ? length : 1);
+    uint8_t *sums = decode ? malloc(row_bytes) : NULL;
+    if (!out || (decode && !sums)) {
+        free(out);
+        return chonkle_fail("out of memory for %u output bytes", length);
+    }
+    for (size_t r = 0; r < t.rows; r++) {
+        const uint8_t *row_in = input + r * row_bytes;
+        uint8_t *row_out = out + r * row_bytes;
+        if (decode)
+            decode_row(row_in, row_out, sums, t.row_samples, t.bytes_per_sample, t.samples_per_pixel);
+        else
+            encode_row(row_in, row_out, t.row_samples, t.bytes_per_sample, t.samples_per_pixel);
+    }
+    free(sums);
+    return chonkle_result(out, length);
+}
+
+CHONKLE_EXPORT(encode) int64_t encode(const uint8_t *input, uint32_t length, const uint8_t *config,
+                                      uint32_t config_length) {
+    return run(0, input, length, config, config_length);
+}
+
+CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, const uint8_t *config,
+                                      uint32_t config_length) {
+    return run(1, input, length, config, config_length);
+}

@@ -1,7 +1,6 @@
 /* chonkle_codec.h: everything a C codec needs to meet the chonkle Wasm codec contract.
  *
- * Include it in exactly one .c file per codec. It exports alloc, dealloc and
- * last_error, and gives you:
+ * Include it in the codec's .c file. It exports alloc, dealloc and last_error, and gives you:
  *   - chonkle_result(ptr, len): pack an output buffer into the i64 return value;
  *   - chonkle_fail(fmt, ...): record a message for the host and return the failure value;
  *   - chonkle_config_int(...): read an integer field from the JSON configuration.
@@ -23,6 +22,15 @@
 /* Output size no codec should ever produce: a guard against runaway decoders. */
 #define CHONKLE_MAX_OUTPUT ((uint32_t)0x7FFFFFFF)
 
+/* A codec of several .c files defines CHONKLE_SECONDARY_FILE before including this header in
+ * all but one of them, so the exports and the error message buffer exist exactly once. */
+extern char chonkle_error_text[512];
+extern uint32_t chonkle_error_length;
+
+#ifndef CHONKLE_SECONDARY_FILE
+char chonkle_error_text[512];
+uint32_t chonkle_error_length;
+
 CHONKLE_EXPORT(alloc) void *chonkle_alloc(int32_t size) {
     return malloc(size > 0 ? (size_t)size : 1);
 }
@@ -32,14 +40,12 @@ CHONKLE_EXPORT(dealloc) void chonkle_dealloc(void *ptr, int32_t size) {
     free(ptr);
 }
 
-static char chonkle_error_text[512];
-static uint32_t chonkle_error_length;
-
 /* The host reads this after a failure result to put the reason in its error message. */
 CHONKLE_EXPORT(last_error) int64_t chonkle_last_error(void) {
     if (chonkle_error_length == 0) return 0;
     return (int64_t)(((uint64_t)(uintptr_t)chonkle_error_text << 32) | chonkle_error_length);
 }
+#endif
 
 /* Pack an output buffer (from malloc) as the contract's i64 result; ownership goes to the host. */
 CHONKLE_HELPER int64_t chonkle_result(void *ptr, uint32_t length) {

@@ -1,0 +1,20 @@
+/* Shared by the zlib codec's files: deflate constants, Adler-32, and the growable output. */
+#ifndef ZLIB_INTERNAL_H
+#define ZLIB_INTERNAL_H
+
+#include "chonkle_codec.h"
+
+/* Decoded data larger than this is refused: a guard against decompression bombs. */
+#define ZLIB_MAX_DECODED ((size_t)1 << 30)
+
+extern const uint16_t LENGTH_BASE[29];
+extern const uint8_t LENGTH_EXTRA[29];
+extern const uint16_t DIST_BASE[30];
+extern const uint8_t DIST_EXTRA[30];
+extern const uint8_t CODE_LENGTH_ORDER[19];
+
+uint32_t adler32(const uint8_t *data, size_t length);
+int64_t inflate_zlib(const uint8_t *input, uint32_t length);
+int64_t deflate_zlib(const uint8_t *input, uint32_t length, int level);
+
+#endif

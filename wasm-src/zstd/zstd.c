@@ -1,0 +1,414 @@
+/* Zstandard decompression (RFC 8878), interoperable with numcodecs.Zstd. Decode only.
+ *
+ * Frames (and skippable frames) in sequence; raw, RLE and compressed blocks; Huffman
+ * literals in 1 or 4 streams; FSE-coded sequences with repeat offsets; XXH64 content
+ * checksums. Dictionaries are not supported. All output of a call lives in one buffer,
+ * so matches copy straight from it, with no separate window.
+ */
+#include "zstd_internal.h"
+
+#define ZSTD_MAGIC 0xFD2FB528u
+#define BLOCK_MAX (128 * 1024)
+/* Decoded data larger than this is refused: a guard against decompression bombs. */
+#define MAX_DECODED ((size_t)1 << 30)
+#define SLACK 32 /* writable bytes past the end, for 8-byte copies */
+
+static const uint32_t LL_BASE[36] = {0,  1,  2,   3,   4,   5,    6,    7,    8,    9,     10,    11,
+                                     12, 13, 14,  15,  16,  18,   20,   22,   24,   28,    32,    40,
+                                     48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+static const uint8_t LL_BITS[36] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  1,  1,
+                                    1, 1, 2, 2, 3, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint32_t ML_BASE[53] = {3,  4,  5,  6,  7,  8,  9,  10,  11,  12,   13,   14,   15,   16,
+                                     17, 18, 19, 20, 21, 22, 23, 24,  25,  26,   27,   28,   29,   30,
+                                     31, 32, 33, 34, 35, 37, 39, 41,  43,  47,   51,   59,   67,   83,
+                                     99, 131, 259, 515, 1027, 2051, 4099, 8195, 16387, 32771, 65539};
+static const uint8_t ML_BITS[53] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  0,  0,  0,
+                                    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  1,  1,  1,  1,
+                                    2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const int16_t LL_DEFAULT[36] = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2,
+                                       2, 2, 2, 2, 2, 2, 2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
+static const int16_t ML_DEFAULT[53] = {1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                       1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                       1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
+static const int16_t OF_DEFAULT[29] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1,
+                                       1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1};
+
+/* A sequence-code decoding entry: the FSE transition plus what the code means, so decoding
+ * a sequence takes one lookup per code. */
+typedef struct {
+    uint32_t value;      /* baseline: literal length, match length, or offset value */
+    uint16_t next_base;  /* next state = next_base + read(next_bits) */
+    uint8_t next_bits;
+    uint8_t extra_bits;  /* bits read and added to value */
+} code_entry;
+
+typedef struct {
+    code_entry table[1 << FSE_MAX_LOG];
+    unsigned log;
+} code_table;
+
+typedef struct {
+    uint8_t *start, *out, *end; /* output so far; `end` leaves SLACK bytes */
+    uint8_t *frame_start;
+    uint8_t *frame_end; /* where the frame's declared content ends; NULL if not declared */
+    huffman_table huffman;
+    int have_huffman;
+    code_table ll, of, ml;
+    int have_ll, have_of, have_ml;
+    uint32_t rep[3];
+    uint8_t literals[BLOCK_MAX + SLACK];
+} decoder;
+
+static int reserve(decoder *d, size_t n) {
+    if ((size_t)(d->end - d->out) >= n) return 1;
+    size_t used = (size_t)(d->out - d->start), frame = (size_t)(d->frame_start - d->start);
+    size_t capacity = (size_t)(d->end - d->start) * 2;
+    if (capacity < used + n) capacity = used + n;
+    if (capacity > MAX_DECODED) capacity = MAX_DECODED;
+    if (used + n > capacity) return 0;
+    uint8_t *grown = realloc(d->start, capacity + SLACK);
+    if (!grown) return 0;
+    if (d->frame_end) d->frame_end = grown + (size_t)(d->frame_end - d->start);
+    d->start = grown, d->out = grown + used, d->end = grown + capacity, d->frame_start = grown + frame;
+    return 1;
+}
+
+#define FAIL(...) return chonkle_fail(__VA_ARGS__)
+
+/* Literals section: returns bytes of src used, 0 on failure; sets *literals, *count. */
+static size_t read_literals(decoder *d, const uint8_t *src, size_t size, const uint8_t **literals,
+                            size_t *count) {
+    if (size < 1) FAIL("corrupt input: empty block");
+    unsigned type = src[0] & 3, format = (src[0] >> 2) & 3;
+    if (type < 2) { /* raw or RLE */
+        size_t header, n;
+        if (format == 0 || format == 2) header = 1, n = src[0] >> 3;
+        else if (format == 1) {
+            if (size < 2) FAIL("truncated input: literals header");
+            header = 2, n = (src[0] >> 4) + ((size_t)src[1] << 4);
+        } else {
+            if (size < 3) FAIL("truncated input: literals header");
+            header = 3, n = (src[0] >> 4) + ((size_t)src[1] << 4) + ((size_t)src[2] << 12);
+        }
+        if (n > BLOCK_MAX) FAIL("corrupt input: %zu literals in one block", n);
+        if (type == 0) {
+            if (header + n > size) FAIL("truncated input: raw literals");
+            memcpy(d->literals, src + header, n); /* the buffer's slack allows wild copies */
+            *literals = d->literals;
+        } else {
+            if (header + 1 > size) FAIL("truncated input: RLE literals");
+            memset(d->literals, src[header], n);
+            *literals = d->literals;
+            *count = n;
+            return header + 1;
+        }
+        *count = n;
+        return header + n;
+    }
+    size_t header, regenerated, compressed;
+    int four_streams = format != 0;
+    if (size < 5) FAIL("truncated input: literals header");
+    uint64_t bits = src[0] | (uint64_t)src[1] << 8 | (uint64_t)src[2] << 16 | (uint64_t)src[3] << 24 |
+                    (uint64_t)src[4] << 32;
+    if (format < 2) header = 3, regenerated = (bits >> 4) & 1023, compressed = (bits >> 14) & 1023;
+    else if (format == 2) header = 4, regenerated = (bits >> 4) & 16383, compressed = (bits >> 18) & 16383;
+    else header = 5, regenerated = (bits >> 4) & 262143, compressed = (bits >> 22) & 262143;
+    if (regenerated > BLOCK_MAX) FAIL("corrupt input: %zu literals in one block", regenerated);
+    if (header + compressed > size) FAIL("truncated input: compressed literals");
+    const uint8_t *p = src + header;
+    size_t left = compressed;
+    if (type == 2) {
+        size_t used = huffman_read_table(&d->huffman, p, left);
+        if (!used) FAIL("corrupt input: invalid Huffman table");
+        d->have_huffman = 1;
+        p += used, left -= used;
+    } else if (!d->have_huffman) {
+        FAIL("corrupt input: literals reuse a Huffman table that was never sent");
+    }
+    if (!huffman_decode(&d->huffman, p, left, four_streams, d->literals, regenerated))
+        FAIL("corrupt input: invalid Huffman-coded literals");
+    *literals = d->literals;
+    *count = regenerated;
+    return header + compressed;
+}
+
+enum code_kind { LITERAL_LENGTH, OFFSET, MATCH_LENGTH };
+
+/* One of the three sequence code tables, per its compression mode; *used gets the bytes read.
+ * Returns 0 (with the reason recorded) when the table is corrupt or missing. */
+static int read_table(code_table *t, int *have, unsigned mode, enum code_kind kind,
+                      const uint8_t *src, size_t size, size_t *used) {
+    static const char *const NAMES[] = {"literal length", "offset", "match length"};
+    static const unsigned MAX_SYMBOL[] = {35, 31, 52}, MAX_LOG[] = {9, 8, 9};
+    const char *what = NAMES[kind];
+    fse_table fse;
+    *used = 0;
+    switch (mode) {
+    case 0: /* predefined */
+        if (kind == LITERAL_LENGTH) fse_build(&fse, LL_DEFAULT, 36, 6);
+        else if (kind == OFFSET) fse_build(&fse, OF_DEFAULT, 29, 5);
+        else fse_build(&fse, ML_DEFAULT, 53, 6);
+        break;
+    case 1: /* RLE: one symbol */
+        if (size < 1 || src[0] > MAX_SYMBOL[kind]) FAIL("corrupt input: %s RLE symbol", what);
+        fse_rle(&fse, src[0]);
+        *used = 1;
+        break;
+    case 2: /* FSE table description */
+        if (!(*used = fse_read_table(&fse, src, size, MAX_SYMBOL[kind], MAX_LOG[kind])))
+            FAIL("corrupt input: invalid %s table", what);
+        break;
+    default: /* repeat the previous block's table */
+        if (!*have) FAIL("corrupt input: %s table repeated before one was sent", what);
+        return 1;
+    }
+    /* every symbol is <= MAX_SYMBOL[kind] here, so the lookups below are in range */
+    for (unsigned state = 0; state < (1u << fse.log); state++) {
+        fse_entry e = fse.table[state];
+        code_entry *c = &t->table[state];
+        c->next_base = e.base, c->next_bits = e.bits;
+        if (kind == LITERAL_LENGTH) c->value = LL_BASE[e.symbol], c->extra_bits = LL_BITS[e.symbol];
+        else if (kind == MATCH_LENGTH) c->value = ML_BASE[e.symbol], c->extra_bits = ML_BITS[e.symbol];
+        else c->value = 1u << e.symbol, c->extra_bits = e.symbol;
+    }
+    t->log = fse.log;
+    *have = 1;
+    return 1;
+}
+
+/* Copy n bytes in 16-byte steps; may write up to 15 bytes past `to + n` and read as far past
+ * `from + n`: both buffers have SLACK bytes for it. Fixed-size copies compile to plain loads
+ * and stores, where a variable-size memcpy would be a comparatively slow memory.copy call. */
+static inline __attribute__((always_inline)) void wild_copy(uint8_t *to, const uint8_t *from, size_t n) {
+    uint8_t *stop = to + n;
+    do {
+        memcpy(to, from, 16);
+        to += 16, from += 16;
+    } while (to < stop);
+}
+
+static inline __attribute__((always_inline)) void copy_match(uint8_t *to, size_t offset, size_t length) {
+    const uint8_t *from = to - offset;
+    if (offset >= 16) {
+        wild_copy(to, from, length);
+    } else if (offset >= 8) {
+        uint8_t *stop = to + length;
+        do {
+            memcpy(to, from, 8);
+            to += 8, from += 8;
+        } while (to < stop);
+    } else {
+        for (size_t i = 0; i < length; i++) to[i] = from[i];
+    }
+}
+
+static int64_t decode_sequences(decoder *d, const uint8_t *src, size_t size,
+                                const uint8_t *literals, size_t literal_count) {
+    const uint8_t *literal_end = literals + literal_count;
+    /* A block decodes to at most BLOCK_MAX bytes, and never past the frame's declared size:
+     * reserve that once, then check one bound per sequence. */
+    size_t budget = BLOCK_MAX;
+    if (d->frame_end && (size_t)(d->frame_end - d->out) < budget) budget = (size_t)(d->frame_end - d->out);
+    if (!reserve(d, budget)) FAIL("decoded data would exceed %zu bytes", MAX_DECODED);
+    const uint8_t *block_end = d->out + budget;
+    if (size < 1) FAIL("truncated input: sequences header");
+    size_t n = src[0], header = 1;
+    if (n >= 128) {
+        if (n < 255) {
+            if (size < 2) FAIL("truncated input: sequences header");
+            n = ((n - 128) << 8) + src[1], header = 2;
+        } else {
+            if (size < 3) FAIL("truncated input: sequences header");
+            n = src[1] + ((size_t)src[2] << 8) + 0x7F00, header = 3;
+        }
+    }
+    if (n == 0) {
+        if (header != size) FAIL("corrupt input: bytes after an empty sequences section");
+    } else {
+        if (header >= size) FAIL("truncated input: sequence modes");
+        unsigned modes = src[header++];
+        if (modes & 3) FAIL("corrupt input: reserved sequence mode bits set");
+        size_t used;
+        if (!read_table(&d->ll, &d->have_ll, modes >> 6, LITERAL_LENGTH, src + header,
+                        size - header, &used))
+            return 0;
+        header += used;
+        if (!read_table(&d->of, &d->have_of, (modes >> 4) & 3, OFFSET, src + header,
+                        size - header, &used))
+            return 0;
+        header += used;
+        if (!read_table(&d->ml, &d->have_ml, (modes >> 2) & 3, MATCH_LENGTH, src + header,
+                        size - header, &used))
+            return 0;
+        header += used;
+        backward_bits b;
+        if (header >= size || !backward_init(&b, src + header, size - header))
+            FAIL("corrupt input: invalid sequences bitstream");
+        /* Hot state lives in locals: byte stores through pointers may alias anything, which
+         * would make the compiler reload every field of *d after each copy. */
+        const code_entry *ll_table = d->ll.table, *of_table = d->of.table, *ml_table = d->ml.table;
+        uint32_t rep0 = d->rep[0], rep1 = d->rep[1], rep2 = d->rep[2];
+        uint8_t *out = d->out;
+        const uint8_t *frame_start = d->frame_start;
+        unsigned ll_state = (unsigned)backward_read(&b, d->ll.log);
+        unsigned of_state = (unsigned)backward_read(&b, d->of.log);
+        unsigned ml_state = (unsigned)backward_read(&b, d->ml.log);
+        for (size_t i = 0; i < n; i++) {
+            code_entry ll = ll_table[ll_state], of = of_table[of_state], ml = ml_table[ml_state];
+            /* a reload leaves >= 57 bits: offset (<= 31) and match length (<= 16) fit */
+            backward_reload(&b);
+            uint64_t offset_value = of.value + backward_bits_read(&b, of.extra_bits);
+            size_t match = ml.value + (size_t)backward_bits_read(&b, ml.extra_bits);
+            /* and then literal length (<= 16) and the three state updates (<= 26) */
+            backward_reload(&b);
+            size_t literal = ll.value + (size_t)backward_bits_read(&b, ll.extra_bits);
+            if (i + 1 < n) {
+                ll_state = ll.next_base + (unsigned)backward_bits_read(&b, ll.next_bits);
+                ml_state = ml.next_base + (unsigned)backward_bits_read(&b, ml.next_bits);
+                of_state = of.next_base + (unsigned)backward_bits_read(&b, of.next_bits);
+            }
+            if (b.consumed > 64) FAIL("corrupt input: sequences bitstream overrun");
+            size_t offset;
+            if (of.extra_bits > 1) { /* offset codes >= 2: a new offset */
+                offset = (size_t)(offset_value - 3);
+                rep2 = rep1, rep1 = rep0, rep0 = (uint32_t)offset;
+            } else { /* a repeat offset: 1..3, shifted by one after a zero literal length */
+                unsigned index = (unsigned)offset_value + (literal == 0);
+                if (index == 1) {
+                    offset = rep0;
+                } else {
+                    offset = index == 2 ? rep1 : index == 3 ? rep2 : rep0 - 1;
+                    if (index != 2) rep2 = rep1;
+                    rep1 = rep0, rep0 = (uint32_t)offset;
+                }
+            }
+            if (literal > (size_t)(literal_end - literals))
+                FAIL("corrupt input: sequences use more literals than sent");
+            if (literal + match > (size_t)(block_end - out))
+                FAIL("corrupt input: a block decodes to more than %d bytes", BLOCK_MAX);
+            wild_copy(out, literals, literal);
+            out += literal, literals += literal;
+            if (offset == 0 || offset > (size_t)(out - frame_start))
+                FAIL("corrupt input: match offset %zu outside the frame", offset);
+            copy_match(out, offset, match);
+            out += match;
+        }
+        d->out = out;
+        d->rep[0] = rep0, d->rep[1] = rep1, d->rep[2] = rep2;
+        if (!backward_done(&b)) FAIL("corrupt input: sequences bitstream not fully used");
+    }
+    size_t rest = (size_t)(literal_end - literals);
+    if (rest > (size_t)(block_end - d->out))
+        FAIL("corrupt input: a block decodes to more than %d bytes", BLOCK_MAX);
+    memcpy(d->out, literals, rest);
+    d->out += rest;
+    return 1;
+}
+
+/* Decode one frame starting at src (after the magic number); returns bytes used or 0. */
+static size_t decode_frame(decoder *d, const uint8_t *src, size_t size) {
+    const uint8_t *p = src, *end = src + size;
+    if (p >= end) return (size_t)chonkle_fail("truncated input: frame header");
+    unsigned descriptor = *p++;
+    unsigned fcs_flag = descriptor >> 6, single = (descriptor >> 5) & 1, checksum = (descriptor >> 2) & 1;
+    unsigned dict_flag = descriptor & 3;
+    if (descriptor & 8) return (size_t)chonkle_fail("corrupt input: reserved frame header bit set");
+    if (!single) p++; /* window descriptor: all output is kept, so the window does not matter */
+    size_t dict_bytes = dict_flag == 3 ? 4 : dict_flag, fcs_bytes = fcs_flag ? 1u << fcs_flag : single;
+    if (p + dict_bytes + fcs_bytes > end) return (size_t)chonkle_fail("truncated input: frame header");
+    uint32_t dict = 0;
+    for (size_t i = 0; i < dict_bytes; i++) dict |= (uint32_t)p[i] << (8 * i);
+    if (dict) return (size_t)chonkle_fail("frames that need a dictionary (id %u) are not supported", dict);
+    p += dict_bytes;
+    uint64_t content = 0;
+    for (size_t i = 0; i < fcs_bytes; i++) content |= (uint64_t)p[i] << (8 * i);
+    if (fcs_bytes == 2) content += 256;
+    p += fcs_bytes;
+    int known = fcs_bytes > 0;
+    if (known && content > MAX_DECODED) return (size_t)chonkle_fail("decoded data would exceed %zu bytes", MAX_DECODED);
+    if (known && !reserve(d, (size_t)content)) return (size_t)chonkle_fail("out of memory");
+    d->frame_start = d->out;
+    d->frame_end = known ? d->out + content : NULL;
+    d->rep[0] = 1, d->rep[1] = 4, d->rep[2] = 8;
+    d->have_huffman = d->have_ll = d->have_of = d->have_ml = 0;
+    for (int last = 0; !last;) {
+        if (p + 3 > end) return (size_t)chonkle_fail("truncated input: block header");
+        uint32_t header = p[0] | p[1] << 8 | (uint32_t)p[2] << 16;
+        p += 3;
+        last = header & 1;
+        unsigned type = (header >> 1) & 3;
+        size_t block = header >> 3;
+        if (block > BLOCK_MAX) return (size_t)chonkle_fail("corrupt input: block of %zu bytes", block);
+        if (type == 1) { /* RLE */
+            if (p + 1 > end) return (size_t)chonkle_fail("truncated input: RLE block");
+            if (!reserve(d, block)) return (size_t)chonkle_fail("decoded data would exceed %zu bytes", MAX_DECODED);
+            memset(d->out, *p++, block);
+            d->out += block;
+            continue;
+        }
+        if (type == 3) return (size_t)chonkle_fail("corrupt input: reserved block type");
+        if ((size_t)(end - p) < block) return (size_t)chonkle_fail("truncated input: block");
+        if (type == 0) {
+            if (!reserve(d, block)) return (size_t)chonkle_fail("decoded data would exceed %zu bytes", MAX_DECODED);
+            memcpy(d->out, p, block);
+            d->out += block;
+        } else {
+            const uint8_t *literals;
+            size_t count, used = read_literals(d, p, block, &literals, &count);
+            if (!used || !decode_sequences(d, p + used, block - used, literals, count)) return 0;
+        }
+        p += block;
+    }
+    size_t produced = (size_t)(d->out - d->frame_start);
+    if (known && produced != content)
+        return (size_t)chonkle_fail("corrupt input: frame decodes to %zu bytes, not the declared %llu",
+                                    produced, (unsigned long long)content);
+    if (checksum) {
+        if (p + 4 > end) return (size_t)chonkle_fail("truncated input: missing content checksum");
+        uint32_t expected = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+        if ((uint32_t)xxh64(d->frame_start, produced) != expected)
+            return (size_t)chonkle_fail("corrupt input: content checksum mismatch");
+        p += 4;
+    }
+    return (size_t)(p - src);
+}
+
+CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, const uint8_t *config,
+                                      uint32_t config_length) {
+    (void)config, (void)config_length;
+    static decoder d;
+    if (length < 4) FAIL("not a Zstandard stream: %u bytes", length);
+    size_t capacity = (size_t)length * 4 + 1024;
+    d.start = d.out = malloc(capacity + SLACK);
+    if (!d.start) FAIL("out of memory");
+    d.end = d.start + capacity, d.frame_start = d.start;
+    const uint8_t *p = input, *end = input + length;
+    while (p < end) {
+        if (end - p < 4) goto corrupt_tail;
+        uint32_t magic = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+        p += 4;
+        if ((magic & 0xFFFFFFF0u) == 0x184D2A50u) { /* skippable frame */
+            if (end - p < 4) goto corrupt_tail;
+            uint32_t skip = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+            p += 4;
+            if ((size_t)(end - p) < skip) goto corrupt_tail;
+            p += skip;
+            continue;
+        }
+        if (magic != ZSTD_MAGIC) {
+            free(d.start);
+            FAIL("not a Zstandard stream: bad magic number 0x%08x at byte %zu", magic,
+                 (size_t)(p - 4 - input));
+        }
+        size_t used = decode_frame(&d, p, (size_t)(end - p));
+        if (!used) {
+            free(d.start);
+            return 0;
+        }
+        p += used;
+    }
+    return chonkle_result(d.start, (uint32_t)(d.out - d.start));
+corrupt_tail:
+    free(d.start);
+    FAIL("truncated input: incomplete frame header at the end");
+}

@@ -24,16 +24,25 @@ CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, con
         }
     }
     if (size > CHONKLE_MAX_OUTPUT) return chonkle_fail("output would exceed 2 GiB");
-    uint8_t *out = malloc(size ? size : 1), *at = out;
+    /* Runs are at most 128 bytes: copy and fill them in 16-byte steps, into 16 bytes of slack
+     * (a variable-size memcpy or memset would be a memory.copy or memory.fill call). */
+    uint8_t *out = malloc(size + 16), *at = out;
     if (!out) return chonkle_fail("out of memory for %llu output bytes", (unsigned long long)size);
     for (uint32_t i = 0; i < length;) {
         int8_t n = (int8_t)input[i++];
         if (n >= 0) {
-            memcpy(at, input + i, (size_t)n + 1);
-            at += n + 1, i += (uint32_t)n + 1;
+            size_t run = (size_t)n + 1;
+            if (length - i >= 128) { /* the input has room to over-read too */
+                for (size_t k = 0; k < run; k += 16) memcpy(at + k, input + i + k, 16);
+            } else {
+                for (size_t k = 0; k < run; k++) at[k] = input[i + k];
+            }
+            at += run, i += (uint32_t)run;
         } else if (n != -128) {
-            memset(at, input[i++], (size_t)(1 - n));
-            at += 1 - n;
+            uint64_t word = 0x0101010101010101ull * input[i++];
+            size_t run = (size_t)(1 - n);
+            for (size_t k = 0; k < run; k += 16) memcpy(at + k, &word, 8), memcpy(at + k + 8, &word, 8);
+            at += run;
         }
     }
     return chonkle_result(out, (uint32_t)size);

@@ -2,23 +2,6 @@
 #define CHONKLE_SECONDARY_FILE
 #include "zstd_internal.h"
 
-int backward_init(backward_bits *b, const uint8_t *src, size_t size) {
-    if (size == 0 || src[size - 1] == 0) return 0; /* the last byte holds the end marker */
-    b->start = src;
-    unsigned padding = 8 - highbit(src[size - 1]);
-    if (size >= 8) {
-        b->ptr = src + size - 8;
-        b->container = read64(b->ptr);
-        b->consumed = padding;
-    } else { /* short stream: the missing top bytes count as read */
-        b->ptr = src;
-        b->container = 0;
-        for (size_t i = 0; i < size; i++) b->container |= (uint64_t)src[i] << (8 * i);
-        b->consumed = padding + (unsigned)(8 - size) * 8;
-    }
-    return 1;
-}
-
 /* 32 bits of a forward (LSB-first) bitstream at bitpos; zeros past the end. */
 static uint32_t peek32(const uint8_t *src, size_t size, size_t bitpos) {
     uint64_t v = 0;

@@ -5,6 +5,8 @@
  * checksums. Dictionaries are not supported. All output of a call lives in one buffer,
  * so matches copy straight from it, with no separate window.
  */
+#include <wasm_simd128.h>
+
 #include "zstd_internal.h"
 
 #define ZSTD_MAGIC 0xFD2FB528u
@@ -177,17 +179,18 @@ static int read_table(code_table *t, int *have, unsigned mode, enum code_kind ki
 }
 
 /* Copy n bytes in 16-byte steps; may write up to 15 bytes past `to + n` and read as far past
- * `from + n`: both buffers have SLACK bytes for it. Fixed-size copies compile to plain loads
- * and stores, where a variable-size memcpy would be a comparatively slow memory.copy call. */
-static inline __attribute__((always_inline)) void wild_copy(uint8_t *to, const uint8_t *from, size_t n) {
+ * `from + n`: both buffers have SLACK bytes for it. One v128 load and store per step, where a
+ * variable-size memcpy would be a comparatively slow memory.copy call. */
+static inline __attribute__((always_inline, target("simd128"))) void wild_copy(
+    uint8_t *to, const uint8_t *from, size_t n) {
     uint8_t *stop = to + n;
     do {
-        memcpy(to, from, 16);
+        wasm_v128_store(to, wasm_v128_load(from));
         to += 16, from += 16;
     } while (to < stop);
 }
 
-static inline __attribute__((always_inline)) void copy_match(uint8_t *to, size_t offset, size_t length) {
+static inline __attribute__((always_inline, target("simd128"))) void copy_match(uint8_t *to, size_t offset, size_t length) {
     const uint8_t *from = to - offset;
     if (offset >= 16) {
         wild_copy(to, from, length);
@@ -202,7 +205,8 @@ static inline __attribute__((always_inline)) void copy_match(uint8_t *to, size_t
     }
 }
 
-static int64_t decode_sequences(decoder *d, const uint8_t *src, size_t size,
+/* simd128 for the 16-byte copies only (plain v128 loads and stores, which wasmer 1.1 runs). */
+__attribute__((target("simd128"))) static int64_t decode_sequences(decoder *d, const uint8_t *src, size_t size,
                                 const uint8_t *literals, size_t literal_count) {
     const uint8_t *literal_end = literals + literal_count;
     /* A block decodes to at most BLOCK_MAX bytes, and never past the frame's declared size:

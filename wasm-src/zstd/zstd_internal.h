@@ -20,7 +20,25 @@ typedef struct {
     unsigned consumed;
 } backward_bits;
 
-int backward_init(backward_bits *b, const uint8_t *src, size_t size);
+/* Inline, so a reader's fields can live in Wasm locals: a reader whose address escapes into
+ * a call stays in the shadow stack, in linear memory, and every bit read becomes a load and
+ * a store. */
+static inline int backward_init(backward_bits *b, const uint8_t *src, size_t size) {
+    if (size == 0 || src[size - 1] == 0) return 0; /* the last byte holds the end marker */
+    b->start = src;
+    unsigned padding = 8 - highbit(src[size - 1]);
+    if (size >= 8) {
+        b->ptr = src + size - 8;
+        b->container = read64(b->ptr);
+        b->consumed = padding;
+    } else { /* short stream: the missing top bytes count as read */
+        b->ptr = src;
+        b->container = 0;
+        for (size_t i = 0; i < size; i++) b->container |= (uint64_t)src[i] << (8 * i);
+        b->consumed = padding + (unsigned)(8 - size) * 8;
+    }
+    return 1;
+}
 
 static inline uint64_t backward_read(backward_bits *b, unsigned n) {
     uint64_t value = n ? (b->container << (b->consumed & 63)) >> (64 - n) : 0;

@@ -33,6 +33,9 @@ OPTIONAL_FUNCTIONS: dict[str, FuncSignature] = {
     "last_error": FuncSignature((), ("i64",)),  # chonkle extension: packed ptr/len of a message
 }
 MAX_ERROR_MESSAGE = 4096
+# Linear memory never shrinks, so an instance that grew past this (a huge chunk, or a
+# decompression bomb) is dropped after the call instead of being kept for the next one.
+MAX_RETAINED_MEMORY = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,9 @@ class CodecInstance:
         self._dealloc(out_ptr, out_len)
         self.healthy = True
 
+    def memory_size(self) -> int:
+        return len(self._instance.memory())
+
     def _allocate(self, size: int, what: str) -> int:
         ptr = self._alloc(size) & 0xFFFF_FFFF
         if ptr == 0:
@@ -215,6 +221,9 @@ class InstancePool:
                 self._local.instance = None  # trapped or broke the contract: memory untrusted
             exc.step = exc.step or self._step
             raise
+        finally:
+            if self._local.instance is not None and instance.memory_size() > MAX_RETAINED_MEMORY:
+                self._local.instance = None
 
     def _new_instance(self) -> CodecInstance:
         try:

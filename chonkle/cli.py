@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
     runtimes = commands.add_parser("runtimes", help="list the Wasm engines and their state")
     runtimes.set_defaults(handler=_runtimes)
+
+    build = commands.add_parser(
+        "build-codec", help="compile a codec folder (C or Zig) to a .wasm module",
+        description="Compile FOLDER (its .c files, or FOLDER/NAME.zig) into a Wasm codec with "
+                    "the ziglang package, as docs/writing-a-codec.md describes.")
+    build.add_argument("folder", type=Path, metavar="FOLDER")
+    build.add_argument("-o", "--output", type=Path, help="output .wasm (default: FOLDER.wasm)")
+    build.set_defaults(handler=_build_codec)
     return parser
 
 
@@ -102,6 +110,14 @@ def _runtimes(args: argparse.Namespace) -> int:
         else:
             print(f"{marker} {status.name:<10} {'-':<10} unavailable: {status.reason}")
     print(f"(* = used by default; set {RUNTIME_ENV_VAR} or --runtime to choose)")
+    return 0
+
+
+def _build_codec(args: argparse.Namespace) -> int:
+    from chonkle.codec_build import build_codec  # the build machinery is for authors only
+
+    output = build_codec(args.folder, args.output)
+    print(f"built {output} ({output.stat().st_size} bytes)")
     return 0
 
 

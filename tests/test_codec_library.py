@@ -321,6 +321,26 @@ def test_truncated_and_corrupted_streams_fail_cleanly(runtime: str, name: str) -
     assert wasm_bytes(codec, "decode", stream) == data  # and the codec still works
 
 
+def test_decoders_refuse_outputs_beyond_their_bound(runtime: str) -> None:
+    """A 20-byte zstd frame declaring 2 GiB is refused before anything is allocated."""
+    header = (0xFD2FB528).to_bytes(4, "little") + bytes([0xE0]) + (2**31).to_bytes(8, "little")
+    with pytest.raises(CodecError, match="would exceed 1073741824 bytes"):
+        wasm(runtime, "zstd").decode(header + bytes([1, 0, 0]))
+
+
+def test_a_decompression_bomb_fails_and_its_memory_is_released() -> None:
+    """32 KiB of RLE blocks expanding past 1 GiB: a clean failure, and the instance that grew
+    to hold it is dropped (linear memory never shrinks), so the next call starts small."""
+    rle_block = ((128 * 1024) << 3 | 1 << 1).to_bytes(3, "little") + b"x"  # 128 KiB of "x"
+    bomb = (0xFD2FB528).to_bytes(4, "little") + bytes([0x00, 0x58]) + rle_block * 8200
+    codec = Pipeline.load({"codecs": [{"name": "zstd", "type": "wasm"}]}).codecs[0]
+    with pytest.raises(CodecError, match="would exceed"):
+        codec.decode(bomb)
+    assert getattr(codec._pool._local, "instance", None) is None
+    assert wasm_bytes(codec, "decode", numcodecs.Zstd().encode(b"fine")) == b"fine"
+    assert codec._pool._local.instance.memory_size() < 64 * 2**20
+
+
 def test_zstd_is_decode_only(runtime: str) -> None:
     with pytest.raises(WasmAbiError, match='does not export "encode"'):
         wasm(runtime, "zstd").encode(b"abc")

@@ -23,6 +23,12 @@ def _load_build_script():
 CODECS = [p.name for p in _load_build_script().codec_dirs()]
 
 
+def test_support_files_are_found_in_a_checkout() -> None:
+    from chonkle.codec_build import sdk_dir
+
+    assert (sdk_dir() / "chonkle_codec.h").is_file() and (sdk_dir() / "chonkle.zig").is_file()
+
+
 def test_every_codec_source_has_a_shipped_module() -> None:
     assert {"tiff_predictor_2", "tiff_predictor_3", "shuffle", "delta", "packbits", "lzw",
             "zlib", "zstd"} <= set(CODECS)

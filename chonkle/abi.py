@@ -136,6 +136,7 @@ class CodecInstance:
         instance, and nothing more is called in it (no dealloc after a trap).
         """
         self.healthy = False
+        self.memory_size = 0  # linear memory after the call, once known
         function = self._codec_functions[direction]
         in_len, cfg_len = len(data), len(config)
         in_size = max(in_len, 1)  # an empty input still gets a real, freeable pointer
@@ -152,10 +153,12 @@ class CodecInstance:
         self._dealloc(in_ptr, in_size)
         out_ptr, out_len = packed >> 32, packed & 0xFFFF_FFFF
         if out_ptr == 0 and out_len == 0:
+            self.memory_size = len(self._instance.memory())  # a failed decode may have grown it
             detail = self._error_detail()
             self.healthy = True
             raise CodecError(f"{direction} failed{detail}", step=self._step)
         memory = self._instance.memory()
+        self.memory_size = len(memory)
         self._check_bounds(out_ptr, out_len, len(memory), f"{direction} output")
         self._pending = (out_ptr, out_len)
         self.healthy = True
@@ -167,9 +170,6 @@ class CodecInstance:
         self.healthy = False
         self._dealloc(out_ptr, out_len)
         self.healthy = True
-
-    def memory_size(self) -> int:
-        return len(self._instance.memory())
 
     def _allocate(self, size: int, what: str) -> int:
         ptr = self._alloc(size) & 0xFFFF_FFFF
@@ -222,7 +222,7 @@ class InstancePool:
             exc.step = exc.step or self._step
             raise
         finally:
-            if self._local.instance is not None and instance.memory_size() > MAX_RETAINED_MEMORY:
+            if self._local.instance is not None and instance.memory_size > MAX_RETAINED_MEMORY:
                 self._local.instance = None
 
     def _new_instance(self) -> CodecInstance:

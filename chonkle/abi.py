@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chonkle.compiled_cache import compile_cached
 from chonkle.errors import ChonkleError, CodecError, WasmAbiError
 from chonkle.runtime import FuncSignature, ModuleInterface, WasmEngine, WasmInstance, WasmModule
 
@@ -96,15 +97,19 @@ _compile_lock = threading.Lock()
 
 
 def compile_module(engine: WasmEngine, wasm: bytes, step: str) -> WasmModule:
-    """Compile once per process and engine; later calls with the same bytes are a dict lookup."""
-    key = (engine.name, hashlib.sha256(wasm).hexdigest())
+    """Compile once per process and engine; later calls with the same bytes are a dict lookup.
+
+    A new process loads the engine's compiled code from disk when it can (compiled_cache).
+    """
+    digest = hashlib.sha256(wasm).hexdigest()
+    key = (engine.name, digest)
     module = _compiled.get(key)
     if module is None:
         with _compile_lock:
             module = _compiled.get(key)
             if module is None:
                 try:
-                    module = engine.compile(wasm)
+                    module = compile_cached(engine, wasm, digest)
                 except ChonkleError as exc:
                     exc.step = exc.step or step
                     raise

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
@@ -13,9 +15,12 @@ from typing import IO
 import numpy as np
 
 from chonkle import __version__
+from chonkle.cache import ModuleCache
 from chonkle.errors import ChonkleError
 from chonkle.pipeline import Pipeline
 from chonkle.runtime import RUNTIME_ENV_VAR, resolve_runtime_name, runtime_statuses
+from chonkle.sources import fetch_module
+from chonkle.spec import load_pipeline_spec
 
 
 class CliError(ChonkleError):
@@ -65,6 +70,19 @@ def _parser() -> argparse.ArgumentParser:
     runtimes = commands.add_parser("runtimes", help="list the Wasm engines and their state")
     runtimes.set_defaults(handler=_runtimes)
 
+    cache = commands.add_parser("cache", help="inspect, clear or warm the module cache",
+                                description="Downloaded modules are cached under "
+                                            "$CHONKLE_CACHE_DIR (default $TMPDIR/chonkle/wasm).")
+    cache_commands = cache.add_subparsers(title="cache commands", required=True,
+                                          metavar="COMMAND")
+    cache_commands.add_parser("list", help="list cached modules").set_defaults(
+        handler=_cache_list)
+    cache_commands.add_parser("clear", help="delete every cached module and compiled code"
+                              ).set_defaults(handler=_cache_clear)
+    fetch = cache_commands.add_parser("fetch", help="download every Wasm module of a pipeline")
+    fetch.add_argument("pipeline", type=Path, metavar="PIPELINE")
+    fetch.set_defaults(handler=_cache_fetch)
+
     build = commands.add_parser(
         "build-codec", help="compile a codec folder (C or Zig) to a .wasm module",
         description="Compile FOLDER (its .c files, or FOLDER/NAME.zig) into a Wasm codec with "
@@ -111,6 +129,61 @@ def _runtimes(args: argparse.Namespace) -> int:
             print(f"{marker} {status.name:<10} {'-':<10} unavailable: {status.reason}")
     print(f"(* = used by default; set {RUNTIME_ENV_VAR} or --runtime to choose)")
     return 0
+
+
+def _cache_list(args: argparse.Namespace) -> int:
+    cache = ModuleCache()
+    entries = cache.entries()
+    print(f"{len(entries)} module(s) in {cache.root}")
+    for entry in entries:
+        fetched = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.fetched))
+        print(f"  {entry.uri}\n    sha256 {entry.sha256}  {_size(entry.size)}  fetched {fetched}")
+    return 0
+
+
+def _cache_clear(args: argparse.Namespace) -> int:
+    cache = ModuleCache()
+    print(f"removed {cache.clear()} module(s) and all compiled code from {cache.root}")
+    return 0
+
+
+def _cache_fetch(args: argparse.Namespace) -> int:
+    spec = load_pipeline_spec(args.pipeline)
+    remote = [s for s in spec.steps if s.type == "wasm" and s.uri and "://" in s.uri
+              and not s.uri.lower().startswith("file:")]
+    for step in remote:
+        progress = _progress_bar(step.uri) if sys.stderr.isatty() else None
+        try:
+            wasm = fetch_module(step.uri, step.name, base_dir=spec.base_dir, sha256=step.sha256,
+                                progress=progress)
+        except ChonkleError as exc:
+            exc.step = exc.step or step.label
+            raise
+        finally:
+            if progress is not None:
+                sys.stderr.write("\n")
+        print(f"{step.label}: {step.uri} ({_size(len(wasm))}, sha256 "
+              f"{hashlib.sha256(wasm).hexdigest()})")
+    if not remote:
+        print("the pipeline has no https:// or oci:// modules to fetch")
+    return 0
+
+
+def _progress_bar(uri: str) -> Callable[[int, int | None], None]:
+    def show(done: int, total: int | None) -> None:
+        if total:
+            filled = int(30 * done / total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {_size(done)} / {_size(total)}"
+        else:
+            bar = _size(done)
+        sys.stderr.write(f"\r{uri[-50:]:>50} {bar}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
 
 
 def _build_codec(args: argparse.Namespace) -> int:

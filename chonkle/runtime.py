@@ -98,6 +98,9 @@ class WasmEngine(Protocol):
         ...
 
 
+# Optional, for the on-disk compiled-code cache (chonkle.compiled_cache): an engine may offer
+# ``deserialize(data: bytes) -> WasmModule``, its modules ``serialize() -> bytes``.
+
 _engines: dict[str, WasmEngine] = {}
 _lock = threading.Lock()
 

@@ -1,8 +1,9 @@
 """Where Wasm codec modules come from: a URI (or a codec shipped in chonkle) -> bytes.
 
-Each URI scheme maps to one fetcher in ``FETCHERS``; adding ``https`` or ``oci``
-means adding a function there, nothing else. Integrity (``sha256``) is checked
-here, after every fetch, so no source can hand unverified bytes to an engine.
+Each URI scheme maps to one fetcher: local ones return bytes, remote ones (https, oci)
+write into a file the cache gives them. Integrity (``sha256``) is checked here or by
+the cache before bytes are returned or stored, whatever the source, so no source can
+hand unverified bytes to an engine.
 """
 
 from __future__ import annotations
@@ -11,38 +12,68 @@ import hashlib
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from chonkle.cache import ModuleCache, env_flag
 from chonkle.errors import SourceError
+from chonkle.remote import Progress
 
-Fetcher = Callable[[str, "Path | None"], bytes]
 SHIPPED_PACKAGE = "chonkle.wasm"
 
 
+REQUIRE_DIGEST_ENV = "CHONKLE_REQUIRE_DIGEST"
+OFFLINE_ENV = "CHONKLE_OFFLINE"
+FORCE_DOWNLOAD_ENV = "CHONKLE_FORCE_DOWNLOAD"
+
+
 def fetch_module(uri: str | None, name: str, *, base_dir: Path | None,
-                 sha256: str | None = None) -> bytes:
+                 sha256: str | None = None, progress: Progress | None = None) -> bytes:
     """Return the bytes of a Wasm module, verified against ``sha256`` when one is given.
 
-    ``uri=None`` means the codec of that name shipped inside chonkle.
+    ``uri=None`` means the codec of that name shipped inside chonkle. Network sources go
+    through the on-disk cache (chonkle.cache).
     """
     if uri is None:
-        wasm = shipped_module(name)
-        where = f"shipped codec {name!r}"
-    else:
-        scheme = urlsplit(uri).scheme.lower()
-        fetcher = FETCHERS.get(scheme)
-        if fetcher is None:
-            raise SourceError(_unsupported_scheme_message(uri, scheme))
-        wasm = fetcher(uri, base_dir)
-        where = uri
+        return _verified(shipped_module(name), sha256, f"shipped codec {name!r}")
+    if sha256 is None and env_flag(REQUIRE_DIGEST_ENV):
+        raise SourceError(f'{uri!r}: {REQUIRE_DIGEST_ENV}=1 and the step pins no "sha256"')
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in LOCAL_FETCHERS:
+        return _verified(LOCAL_FETCHERS[scheme](uri, base_dir), sha256, uri)
+    if scheme in REMOTE_FETCHERS:
+        return _fetch_remote(uri, scheme, sha256, progress)
+    raise SourceError(_unsupported_scheme_message(uri, scheme))
+
+
+def _verified(wasm: bytes, sha256: str | None, where: str) -> bytes:
     if sha256 is not None:
         actual = hashlib.sha256(wasm).hexdigest()
         if actual != sha256:
-            raise SourceError(
-                f"module from {where} has sha256 {actual}, but the pipeline pins {sha256}; "
-                "refusing to run it"
-            )
+            raise SourceError(f"module from {where} has sha256 {actual}, but the pipeline pins "
+                              f"{sha256}; refusing to run it")
     return wasm
+
+
+def _fetch_remote(uri: str, scheme: str, sha256: str | None, progress: Progress | None) -> bytes:
+    cache = ModuleCache()
+    force = env_flag(FORCE_DOWNLOAD_ENV)
+    if not force:
+        if sha256 is not None:  # content-addressed: any URI that delivered these bytes will do
+            pinned = cache.blob(sha256)
+            if pinned is not None:
+                return pinned
+        hit = cache.lookup(uri)
+        if hit is not None and sha256 in (None, hit[1]):
+            return hit[0]
+    if env_flag(OFFLINE_ENV):
+        raise SourceError(f"{uri!r} is not in the cache ({cache.root}) and {OFFLINE_ENV}=1 "
+                          "forbids downloading; warm the cache with `chonkle cache fetch "
+                          "PIPELINE` while online")
+    fetcher = REMOTE_FETCHERS[scheme]
+    data, _ = cache.download(uri, lambda sink: fetcher(uri, sink, progress), sha256,
+                             reuse=not force)
+    return data
 
 
 def shipped_codecs() -> list[str]:
@@ -101,15 +132,25 @@ def _fetch_file(uri: str, base_dir: Path | None) -> bytes:
         raise SourceError(f"{uri!r}: cannot read {str(path)!r}: {exc.strerror}") from exc
 
 
-FETCHERS: dict[str, Fetcher] = {"file": _fetch_file}
+def _fetch_https(uri: str, sink: BinaryIO, progress: Progress | None) -> None:
+    from chonkle.https_source import fetch_https  # httpx is imported only when needed
 
-_PLANNED = {"https": "https:// sources", "oci": "oci:// registries"}
+    fetch_https(uri, sink, progress)
+
+
+def _fetch_oci(uri: str, sink: BinaryIO, progress: Progress | None) -> None:
+    from chonkle.oci_source import fetch_oci  # oras is imported only when needed
+
+    fetch_oci(uri, sink, progress)
+
+
+LOCAL_FETCHERS: dict[str, Callable[[str, Path | None], bytes]] = {"file": _fetch_file}
+RemoteFetcher = Callable[[str, BinaryIO, "Progress | None"], None]
+REMOTE_FETCHERS: dict[str, RemoteFetcher] = {"https": _fetch_https, "oci": _fetch_oci}
 
 
 def _unsupported_scheme_message(uri: str, scheme: str) -> str:
     if scheme == "http":
         return f"{uri!r}: plain http:// is refused; a codec is code, so fetch it over https://"
-    if scheme in _PLANNED:
-        return f"{uri!r}: {_PLANNED[scheme]} are not supported by this version of chonkle yet"
-    supported = ", ".join(f"{s}://" for s in FETCHERS)
+    supported = ", ".join(f"{s}://" for s in [*LOCAL_FETCHERS, *REMOTE_FETCHERS])
     return f"{uri!r}: unsupported URI scheme {scheme or '(none)'!r} (supported: {supported})"

@@ -18,6 +18,14 @@ RUNTIMES = ["wasmtime", "wasmer"]
 REQUIRED = {r for r in os.environ.get("CHONKLE_TEST_REQUIRE_RUNTIMES", "").split(",") if r}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tests never read or write the user's module cache (subprocesses inherit this too)."""
+    folder = tmp_path_factory.mktemp("chonkle-cache")
+    os.environ["CHONKLE_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(params=RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
     """Each Wasm engine in turn; an unavailable one skips, unless CI requires it."""

@@ -100,7 +100,7 @@ def test_relative_file_uri_that_does_not_exist(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("uri", "message"), [
     ("http://example.org/c.wasm", "plain http:// is refused"),
     ("ftp://example.org/c.wasm", "unsupported URI scheme 'ftp'"),
-    ("c.wasm", r"unsupported URI scheme '\(none\)' \(supported: file://\)"),
+    ("c.wasm", r"unsupported URI scheme '\(none\)' \(supported: file://, https://, oci://\)"),
 ])
 def test_unsupported_uris(uri: str, message: str) -> None:
     with pytest.raises(SourceError, match=message) as info:

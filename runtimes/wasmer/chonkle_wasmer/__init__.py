@@ -58,11 +58,16 @@ class WasmerEngine:
             raise CodecError(f"not a valid Wasm module: {_first_line(exc)}") from exc
         return WasmerModule(self, module)
 
+    def deserialize(self, data: bytes) -> WasmerModule:
+        """A module from `serialize` output, with no recompilation."""
+        return WasmerModule(self, wasmer.Module.deserialize(self.store(), data), bytes(data))
+
 
 class WasmerModule:
-    def __init__(self, engine: WasmerEngine, module: wasmer.Module) -> None:
+    def __init__(self, engine: WasmerEngine, module: wasmer.Module,
+                 serialized: bytes | None = None) -> None:
         self._engine = engine
-        self._serialized = module.serialize()
+        self._serialized = serialized if serialized is not None else bytes(module.serialize())
         self._local = threading.local()
         self._local.module = module
         functions, memories = {}, set()
@@ -77,6 +82,9 @@ class WasmerModule:
                 memories.add(export.name)
         imports = tuple((imp.module, imp.name) for imp in module.imports)
         self.interface = ModuleInterface(functions, frozenset(memories), imports)
+
+    def serialize(self) -> bytes:
+        return self._serialized
 
     def _thread_module(self) -> wasmer.Module:
         module = getattr(self._local, "module", None)

@@ -57,6 +57,10 @@ class WasmtimeEngine:
             raise CodecError(f"not a valid Wasm module: {_first_line(exc)}") from exc
         return WasmtimeModule(self._engine, module)
 
+    def deserialize(self, data: bytes) -> WasmtimeModule:
+        """A module from `serialize` output (wasmtime rejects other versions or CPUs)."""
+        return WasmtimeModule(self._engine, wasmtime.Module.deserialize(self._engine, data))
+
 
 class WasmtimeModule:
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module) -> None:
@@ -73,6 +77,9 @@ class WasmtimeModule:
                 memories.add(export.name)
         imports = tuple((imp.module, imp.name or "") for imp in module.imports)
         self.interface = ModuleInterface(functions, frozenset(memories), imports)
+
+    def serialize(self) -> bytes:
+        return bytes(self._module.serialize())
 
     def instantiate(self, *, wasi: bool) -> WasmtimeInstance:
         store = wasmtime.Store(self._engine)

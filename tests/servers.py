@@ -1,0 +1,201 @@
+"""Real servers on loopback for the source tests, started and stopped by fixtures.
+
+- an HTTPS server (certificate from a throwaway trustme CA) that serves modules and can also
+  answer slowly, cut a body short, fail with 404/500, flake, redirect, or claim a huge body;
+- an OCI registry: Debian's docker-registry (CNCF distribution), plain HTTP or TLS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import trustme
+
+REGISTRY_BINARY = shutil.which("docker-registry") or shutil.which("registry")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Authority:
+    """A throwaway CA and a certificate for localhost / 127.0.0.1 signed by it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.ca = trustme.CA()
+        self.cert = self.ca.issue_cert("localhost", "127.0.0.1")
+        self.ca_file = folder / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        self.cert_file = folder / "server.pem"
+        self.key_file = folder / "server.key"
+        self.cert.cert_chain_pems[0].write_to_path(str(self.cert_file))
+        self.cert.private_key_pem.write_to_path(str(self.key_file))
+
+
+class HttpsServer:
+    """Serves `files` at /f/<name>; other routes misbehave on purpose. Counts every request."""
+
+    def __init__(self, authority: Authority, slow_seconds: float = 3.0) -> None:
+        self.files: dict[str, bytes] = {}
+        self.hits: Counter[str] = Counter()
+        self.slow_seconds = slow_seconds
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.hits[self.path] += 1
+                kind, _, name = self.path.lstrip("/").partition("/")
+                body = server.files.get(name)
+                if kind == "f" and body is not None:
+                    self._send(200, body)
+                elif kind == "slow" and body is not None:
+                    time.sleep(server.slow_seconds)
+                    self._send(200, body)
+                elif kind == "cut" and body is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                elif kind == "flaky" and body is not None:
+                    self._send(200, body) if server.hits[self.path] > 2 else self._send(503, b"")
+                elif kind == "status":
+                    self._send(int(name), b"nope")
+                elif kind == "to-http":
+                    self._redirect(f"http://127.0.0.1:{server.port}/f/{name}")
+                elif kind == "to-https":
+                    self._redirect(f"/f/{name}")
+                elif kind == "huge":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(10**9))
+                    self.end_headers()
+                    self.close_connection = True
+                else:
+                    self._send(404, b"not found")
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _redirect(self, location: str) -> None:
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(authority.cert_file, authority.key_file)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, route: str, name: str) -> str:
+        return f"https://127.0.0.1:{self.port}/{route}/{name}"
+
+    def __enter__(self) -> HttpsServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+
+
+class Registry:
+    """docker-registry on 127.0.0.1, with or without TLS, storing under `folder`."""
+
+    def __init__(self, folder: Path, authority: Authority | None = None) -> None:
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.tls = authority is not None
+        tls = (f"  tls:\n    certificate: {authority.cert_file}\n    key: {authority.key_file}\n"
+               if authority else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        config = folder / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+            f"    rootdirectory: {folder / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n{tls}"
+        )
+        self.ca_file = authority.ca_file if authority else None
+        if REGISTRY_BINARY is None:
+            raise RuntimeError("docker-registry is not installed")
+        self.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait()
+
+    def _wait(self) -> None:
+        url = f"{'https' if self.tls else 'http'}://{self.host}/v2/"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited: {self.process.stderr.read()!r}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, verify=self._verify(), timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("docker-registry did not come up")
+
+    def push(self, reference: str, files: list[tuple[Path, str | None]]) -> str:
+        """Push files (path, media type) as one artifact; returns the manifest digest."""
+        import oras.client
+
+        client = oras.client.OrasClient(hostname=self.host, insecure=not self.tls,
+                                        tls_verify=str(self.ca_file) if self.ca_file else True)
+        target = f"{self.host}/{reference}"
+        entries = [f"{path}:{media}" if media else str(path) for path, media in files]
+        client.push(target=target, files=entries, disable_path_validation=True, quiet=True)
+        repository, tag = reference.rsplit(":", 1)
+        scheme = "https" if self.tls else "http"
+        response = httpx.head(f"{scheme}://{self.host}/v2/{repository}/manifests/{tag}",
+                              headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+                              verify=self._verify())
+        return response.headers["Docker-Content-Digest"]
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
+
+    def stop(self) -> None:
+        self.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            self.process.kill()
+
+
+@contextlib.contextmanager
+def running_registry(folder: Path, authority: Authority | None = None) -> Iterator[Registry]:
+    registry = Registry(folder, authority)
+    try:
+        yield registry
+    finally:
+        registry.stop()

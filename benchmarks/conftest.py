@@ -1,14 +1,26 @@
-"""Benchmark fixtures: engines, and data shaped like real chunks (smooth rasters, not noise)."""
+"""Benchmark fixtures: engines, sizes, and data shaped like real chunks.
+
+Data is a smooth raster like a satellite band plus sensor noise: never pure random bytes,
+which no real chunk looks like and which no codec compresses. `make bench` measures the
+standard sizes; `make bench-full` (CHONKLE_BENCH_FULL=1) adds 16 MiB.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import os
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 import pytest
 
 from chonkle.errors import RuntimeUnavailable
-from chonkle.runtime import get_runtime
+from chonkle.runtime import get_runtime, runtime_statuses
 
 ENGINES = ["native", "wasmtime", "wasmer"]
+SIZES = {"4 KiB": 4 * 2**10, "256 KiB": 256 * 2**10, "2 MiB": 2 * 2**20}
+if os.environ.get("CHONKLE_BENCH_FULL") == "1":
+    SIZES["16 MiB"] = 16 * 2**20
 
 
 @pytest.fixture(params=ENGINES)
@@ -27,3 +39,22 @@ def smooth_raster(height: int, width: int, seed: int = 0) -> np.ndarray:
     y, x = np.indices((height, width))
     surface = 2400 + 900 * np.sin(x / 41.0) * np.cos(y / 29.0) + 0.5 * x + 0.3 * y
     return np.clip(surface + rng.normal(0, 15, surface.shape), 0, 65535).astype(np.uint16)
+
+
+def raster_of(nbytes: int, width: int = 1024) -> np.ndarray:
+    """A uint16 raster of exactly `nbytes` (rows of `width` samples; 2 MiB is 1024x1024)."""
+    samples = nbytes // 2
+    width = min(width, samples)
+    return smooth_raster(samples // width, width)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info: dict) -> None:
+    """Record what the numbers depend on: cores, engines and codec library versions."""
+    machine_info["cores"] = os.cpu_count()
+    machine_info["engines"] = {s.name: s.version or f"unavailable: {s.reason}"
+                               for s in runtime_statuses()}
+    packages = {}
+    for name in ("numpy", "numcodecs", "imagecodecs", "numcodecs-wasm-zstd"):
+        with contextlib.suppress(PackageNotFoundError):
+            packages[name] = version(name)
+    machine_info["packages"] = packages

@@ -6,6 +6,8 @@
  * cast to astype; the running sum accumulates in dtype. Floats take differences in dtype; the
  * running sum is kept in the wider of dtype and astype and rounded to dtype as it is stored.
  */
+#include <wasm_simd128.h>
+
 #include "chonkle_codec.h"
 
 typedef struct {
@@ -125,26 +127,28 @@ static void decode_values(const uint8_t *in, uint8_t *out, size_t n, dtype d, dt
 }
 
 /* The common case, dtype == astype and little-endian: typed loops with the running value in
- * a register (integers as unsigned: the same bits, and wrapping is defined). */
-#define TYPED_LOOPS(T)                                                                \
-    static void encode_##T(const T *in, T *out, size_t n) {                           \
-        T previous = 0;                                                               \
-        for (size_t i = 0; i < n; i++) {                                              \
-            T value = in[i];                                                          \
-            out[i] = (T)(value - previous);                                           \
-            previous = value;                                                         \
-        }                                                                             \
+ * a register (integers as unsigned: the same bits, and wrapping is defined). Encoding takes
+ * each vector of items minus the vector one item back (an unaligned load); lane-wise IEEE
+ * subtraction rounds exactly as the scalar one does, so floats come out bit for bit. */
+#define TYPED_LOOPS(T, SUB)                                                           \
+    __attribute__((target("simd128"))) static void encode_##T(const T *in, T *out,     \
+                                                              size_t n) {             \
+        size_t i = 1, lanes = 16 / sizeof(T);                                         \
+        if (n) out[0] = in[0];                                                        \
+        for (; i + lanes <= n; i += lanes)                                            \
+            wasm_v128_store(out + i, SUB(wasm_v128_load(in + i), wasm_v128_load(in + i - 1))); \
+        for (; i < n; i++) out[i] = (T)(in[i] - in[i - 1]);                           \
     }                                                                                 \
     static void decode_##T(const T *in, T *out, size_t n) {                           \
         T sum = 0;                                                                    \
         for (size_t i = 0; i < n; i++) out[i] = sum = (T)(sum + in[i]);               \
     }
-TYPED_LOOPS(uint8_t)
-TYPED_LOOPS(uint16_t)
-TYPED_LOOPS(uint32_t)
-TYPED_LOOPS(uint64_t)
-TYPED_LOOPS(float)
-TYPED_LOOPS(double)
+TYPED_LOOPS(uint8_t, wasm_i8x16_sub)
+TYPED_LOOPS(uint16_t, wasm_i16x8_sub)
+TYPED_LOOPS(uint32_t, wasm_i32x4_sub)
+TYPED_LOOPS(uint64_t, wasm_i64x2_sub)
+TYPED_LOOPS(float, wasm_f32x4_sub)
+TYPED_LOOPS(double, wasm_f64x2_sub)
 
 static int typed(int decode, const uint8_t *in, uint8_t *out, size_t n, dtype d, dtype a) {
     if (d.kind != a.kind || d.size != a.size || (d.big_endian && d.size > 1) || (a.big_endian && a.size > 1))

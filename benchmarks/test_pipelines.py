@@ -1,0 +1,77 @@
+"""Whole pipelines on a 1024x1024 uint16 tile, native steps versus Wasm steps, and many tiles
+decoded with 1 and 2 threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import smooth_raster
+
+from chonkle import Pipeline
+
+
+def cog(kind: str, shape: tuple[int, int]) -> dict:
+    """bytes -> tiff_predictor_2 -> zlib, as a COG tile is stored."""
+    return {"codecs": [
+        {"name": "bytes", "type": "numcodecs",
+         "configuration": {"data_type": "uint16", "shape": list(shape)}},
+        {"name": "tiff_predictor_2", "type": kind,
+         "configuration": {"bytes_per_sample": 2, "width": shape[1]}},
+        {"name": "zlib", "type": kind, "configuration": {"level": 6}},
+    ]}
+
+
+def zarr(kind: str, shape: tuple[int, int]) -> dict:
+    """bytes -> shuffle -> zstd, as Zarr chunks often are (zstd decodes in Wasm, encodes natively:
+    chonkle has no Wasm zstd encoder)."""
+    return {"codecs": [
+        {"name": "bytes", "type": "numcodecs",
+         "configuration": {"data_type": "uint16", "shape": list(shape)}},
+        {"name": "shuffle", "type": kind, "configuration": {"elementsize": 2}},
+        {"name": "zstd", "type": kind, "configuration": {} if kind == "wasm" else {"level": 3}},
+    ]}
+
+
+def pipeline_for(build, engine: str, shape: tuple[int, int]) -> tuple[Pipeline, Pipeline]:
+    """(the pipeline to time, a native one that encodes the chunks)."""
+    native = Pipeline.load(build("numcodecs", shape))
+    if engine == "native":
+        return native, native
+    return Pipeline.load(build("wasm", shape), runtime=engine), native
+
+
+@pytest.mark.parametrize("name", ["COG (bytes, tiff_predictor_2, zlib)",
+                                  "Zarr (bytes, shuffle, zstd)"])
+def test_pipeline_decode(benchmark, engine: str, name: str) -> None:
+    build = cog if name.startswith("COG") else zarr
+    tile = smooth_raster(1024, 1024)
+    pipeline, native = pipeline_for(build, engine, tile.shape)
+    chunk = native.encode(tile)
+    benchmark.group = f"pipeline {name} decode, 2 MiB"
+    assert np.array_equal(benchmark(pipeline.decode, chunk), tile)
+
+
+def test_pipeline_encode_cog(benchmark, engine: str) -> None:
+    tile = smooth_raster(1024, 1024)
+    pipeline, native = pipeline_for(cog, engine, tile.shape)
+    benchmark.group = "pipeline COG (bytes, tiff_predictor_2, zlib) encode, 2 MiB"
+    assert np.array_equal(native.decode(benchmark(pipeline.encode, tile)), tile)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_tiles(benchmark, engine: str, threads: int) -> None:
+    """64 COG tiles of 256x256 decoded with a thread pool of 1 or 2 workers."""
+    tiles = [smooth_raster(256, 256, seed) for seed in range(64)]
+    pipeline, native = pipeline_for(cog, engine, (256, 256))
+    chunks = [native.encode(t) for t in tiles]
+    benchmark.group = f"64 COG tiles of 256x256, decode, {threads} thread(s)"
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(pipeline.decode, chunks))  # instances for every worker thread
+
+        def decode_all() -> list[np.ndarray]:
+            return list(pool.map(pipeline.decode, chunks))
+
+        decoded = benchmark(decode_all)
+    assert all(np.array_equal(d, t) for d, t in zip(decoded, tiles, strict=True))

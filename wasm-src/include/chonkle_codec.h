@@ -47,6 +47,22 @@ CHONKLE_EXPORT(last_error) int64_t chonkle_last_error(void) {
 }
 #endif
 
+/* For a codec whose two directions share one function,
+ *     static int64_t run(int decode, const uint8_t *input, uint32_t length,
+ *                        const uint8_t *config, uint32_t config_length);
+ * export encode (decode = 0) and decode (decode = 1) calling it. */
+#define CHONKLE_EXPORT_ENCODE_DECODE(run)                                                      \
+    CHONKLE_EXPORT(encode)                                                                     \
+    int64_t encode(const uint8_t *input, uint32_t length, const uint8_t *config,              \
+                   uint32_t config_length) {                                                   \
+        return run(0, input, length, config, config_length);                                   \
+    }                                                                                          \
+    CHONKLE_EXPORT(decode)                                                                     \
+    int64_t decode(const uint8_t *input, uint32_t length, const uint8_t *config,              \
+                   uint32_t config_length) {                                                   \
+        return run(1, input, length, config, config_length);                                   \
+    }
+
 /* Pack an output buffer (from malloc) as the contract's i64 result; ownership goes to the host. */
 CHONKLE_HELPER int64_t chonkle_result(void *ptr, uint32_t length) {
     return (int64_t)(((uint64_t)(uintptr_t)ptr << 32) | length);

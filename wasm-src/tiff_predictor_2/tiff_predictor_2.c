@@ -72,12 +72,4 @@ static int64_t run(int decode, const uint8_t *input, uint32_t length, const uint
     return chonkle_result(out, length);
 }
 
-CHONKLE_EXPORT(encode) int64_t encode(const uint8_t *input, uint32_t length, const uint8_t *config,
-                                      uint32_t config_length) {
-    return run(0, input, length, config, config_length);
-}
-
-CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, const uint8_t *config,
-                                      uint32_t config_length) {
-    return run(1, input, length, config, config_length);
-}
+CHONKLE_EXPORT_ENCODE_DECODE(run)

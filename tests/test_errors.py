@@ -209,10 +209,11 @@ def test_output_outside_linear_memory(runtime: str, wasm_file, packed: str) -> N
     assert str(info.value).startswith("step 1 (wild): ")
 
 
-TRAPS = {
-    "unreachable": "unreachable",
-    "out-of-bounds load": "(i64.load (i32.const -8))",
-    "division by zero": "(i64.extend_i32_u (i32.div_u (i32.const 1) (local.get 1)))",
+TRAPS = {  # the trapping instruction, and the reason the error message must give
+    "unreachable": ("unreachable", "unreachable"),
+    "out-of-bounds load": ("(i64.load (i32.const -8))", "out of bounds memory access"),
+    "division by zero": ("(i64.extend_i32_u (i32.div_u (i32.const 1) (local.get 1)))",
+                         "integer divide by zero"),
 }
 
 
@@ -220,12 +221,13 @@ TRAPS = {
 def test_trap_discards_the_instance_and_the_next_call_works(runtime: str, wasm_file,
                                                             trap: str) -> None:
     # Traps when the input is empty; otherwise behaves as the identity codec.
+    instruction, reason = TRAPS[trap]
     body = IDENTITY.replace(
         "(local $out i32)",
-        f"(local $out i32) (if (i32.eqz (local.get $len)) (then (drop {TRAPS[trap]})))",
+        f"(local $out i32) (if (i32.eqz (local.get $len)) (then (drop {instruction})))",
     )
     pipeline = Pipeline.load({"codecs": [wasm_step(wasm_file(body), "trappy")]}, runtime=runtime)
-    with pytest.raises(WasmTrap, match="Wasm trap") as info:
+    with pytest.raises(WasmTrap, match=f"Wasm trap: .*{reason}") as info:
         pipeline.decode(b"")
     assert str(info.value).startswith("step 0 (trappy): ")
     assert pipeline.decode(b"abc").tobytes() == b"abc"

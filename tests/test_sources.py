@@ -375,3 +375,28 @@ def test_cache_commands(https, tmp_path, fresh_cache) -> None:
     assert "removed 1 module(s)" in cleared.stdout
     assert "0 module(s)" in cli("list").stdout
     assert chonkle.decode(CHUNK, pipeline_for(uri)).shape == (32, 48)  # and it refills
+
+
+def test_cache_fetch_shows_progress_on_a_terminal(https, tmp_path) -> None:
+    """stderr on a real pseudo-terminal gets a progress bar; piped stderr does not."""
+    import pty
+
+    uri = https.url("f", serve(https))
+    spec_path = tmp_path / "pipeline.json"
+    spec_path.write_text(__import__("json").dumps(pipeline_for(uri)))
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "chonkle.cli", "cache", "fetch",
+                                str(spec_path)], stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert process.wait(timeout=60) == 0
+    os.close(leader)
+    assert b"[" + b"#" * 30 + b"] 32.5 KiB / 32.5 KiB" in shown

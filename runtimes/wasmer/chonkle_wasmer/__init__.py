@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from importlib.metadata import version
 
 from chonkle.errors import CodecError, RuntimeUnavailable, WasmTrap
-from chonkle.runtime import FuncSignature, ModuleInterface
+from chonkle.runtime import FuncSignature, ModuleInterface, wasm_timeout
 
 try:
     import wasmer
@@ -43,6 +44,9 @@ class WasmerEngine:
             )
         self.version = version("wasmer")
         self._local = threading.local()
+        if wasm_timeout() is not None:
+            warnings.warn("wasmer's Python bindings cannot interrupt Wasm: CHONKLE_WASM_TIMEOUT "
+                          "is ignored with the wasmer runtime", RuntimeWarning, stacklevel=2)
 
     def store(self) -> wasmer.Store:
         """This thread's Store (wasmer objects may not cross threads)."""
@@ -144,8 +148,9 @@ class WasmerInstance:
         def call(*args: int) -> int:
             try:
                 result = func(*args)
-            except Exception as exc:  # wasmer reports traps as RuntimeError
-                raise WasmTrap(f"Wasm trap: {_first_line(exc)}") from exc
+            except Exception as exc:  # wasmer reports traps as "RuntimeError: <reason>"
+                reason = _first_line(exc).removeprefix("RuntimeError: ")
+                raise WasmTrap(f"Wasm trap: {reason}") from exc
             return 0 if result is None else result
 
         return call

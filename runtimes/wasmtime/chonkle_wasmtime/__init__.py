@@ -12,6 +12,9 @@ call, so threads with their own instances run Wasm in parallel.
 from __future__ import annotations
 
 import ctypes
+import math
+import threading
+import time
 from collections.abc import Callable
 from importlib.metadata import version
 
@@ -19,7 +22,7 @@ import wasmtime
 from wasmtime import _bindings as ffi
 
 from chonkle.errors import CodecError, WasmTrap
-from chonkle.runtime import FuncSignature, ModuleInterface
+from chonkle.runtime import FuncSignature, ModuleInterface, wasm_timeout
 
 _memoryview_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
 _memoryview_from_memory.restype = ctypes.py_object
@@ -39,32 +42,53 @@ _memory_data = _raw("wasmtime_memory_data", ctypes.c_void_p, 2)
 _memory_data_size = _raw("wasmtime_memory_data_size", ctypes.c_size_t, 2)
 # (context, func, args_and_results, count, trap out-pointer) -> wasmtime_error_t* or NULL
 _func_call_unchecked = _raw("wasmtime_func_call_unchecked", ctypes.c_void_p, 5)
+_set_epoch_deadline = ffi.dll["wasmtime_context_set_epoch_deadline"]
+_set_epoch_deadline.restype = None
+_set_epoch_deadline.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
 
 
 class WasmtimeEngine:
-    """One wasmtime Engine per process; modules compiled on it are shared by all threads."""
+    """One wasmtime Engine per process; modules compiled on it are shared by all threads.
+
+    With CHONKLE_WASM_TIMEOUT set, the engine is built with epoch interruption and a daemon
+    thread advances the epoch; every call gets a deadline that many ticks ahead.
+    """
 
     name = "wasmtime"
+    TICK_SECONDS = 0.05
 
     def __init__(self) -> None:
         self.version = version("wasmtime")
-        self._engine = wasmtime.Engine()
+        self.timeout = wasm_timeout()
+        config = wasmtime.Config()
+        config.epoch_interruption = self.timeout is not None
+        self._engine = wasmtime.Engine(config)
+        self.deadline_ticks = 0
+        if self.timeout is not None:
+            self.deadline_ticks = max(1, math.ceil(self.timeout / self.TICK_SECONDS))
+            threading.Thread(target=self._tick, name="chonkle-wasmtime-epoch", daemon=True).start()
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(self.TICK_SECONDS)
+            self._engine.increment_epoch()
 
     def compile(self, wasm: bytes) -> WasmtimeModule:
         try:
             module = wasmtime.Module(self._engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise CodecError(f"not a valid Wasm module: {_first_line(exc)}") from exc
-        return WasmtimeModule(self._engine, module)
+        return WasmtimeModule(self, module)
 
     def deserialize(self, data: bytes) -> WasmtimeModule:
         """A module from `serialize` output (wasmtime rejects other versions or CPUs)."""
-        return WasmtimeModule(self._engine, wasmtime.Module.deserialize(self._engine, data))
+        return WasmtimeModule(self, wasmtime.Module.deserialize(self._engine, data))
 
 
 class WasmtimeModule:
-    def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module) -> None:
-        self._engine = engine
+    def __init__(self, owner: WasmtimeEngine, module: wasmtime.Module) -> None:
+        self._owner = owner
+        self._engine = owner._engine
         self._module = module
         functions, memories = {}, set()
         for export in module.exports:
@@ -93,12 +117,15 @@ class WasmtimeModule:
                 instance = wasmtime.Instance(store, self._module, [])
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             raise WasmTrap(f"instantiation failed: {_first_line(exc)}") from exc
-        return WasmtimeInstance(store, instance)
+        return WasmtimeInstance(store, instance, self._owner)
 
 
 class WasmtimeInstance:
-    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance) -> None:
+    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance,
+                 owner: WasmtimeEngine) -> None:
         self._store = store
+        self._deadline_ticks = owner.deadline_ticks
+        self._timeout = owner.timeout
         self._context = store._context()
         self._context_address = ctypes.cast(self._context, ctypes.c_void_p).value
         self._exports = instance.exports(store)
@@ -115,13 +142,16 @@ class WasmtimeInstance:
         addresses = (self._context_address, ctypes.addressof(func._func),
                      ctypes.addressof(slots), len(slots) // 2, ctypes.addressof(trap))
         keep_alive = (func, slots, trap, self._store)  # the addresses point into these
+        context, ticks, timeout = self._context_address, self._deadline_ticks, self._timeout
 
         def call(*args: int) -> int:
             for i, arg in enumerate(args):
                 slots[2 * i] = arg  # i32 args: Wasm reads the low 32 bits
+            if ticks:
+                _set_epoch_deadline(context, ticks)
             error = _func_call_unchecked(*addresses)
             if error or trap:
-                raise _trap_error(error, trap)
+                raise _trap_error(error, trap, timeout)
             return slots[0] if nresults else 0
 
         call.keep_alive = keep_alive  # type: ignore[attr-defined]
@@ -133,14 +163,25 @@ class WasmtimeInstance:
                                        _PYBUF_WRITE)
 
 
-def _trap_error(error: int | None, trap: ctypes._Pointer) -> WasmTrap:
+def _trap_error(error: int | None, trap: ctypes._Pointer, timeout: float | None) -> WasmTrap:
     if trap:
-        message = _first_line(wasmtime.Trap._from_ptr(trap))  # takes ownership of the trap
+        message = _reason(wasmtime.Trap._from_ptr(trap))  # takes ownership of the trap
         ctypes.memset(ctypes.addressof(trap), 0, ctypes.sizeof(trap))  # reset for the next call
     else:
         pointer = ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))
-        message = _first_line(wasmtime.WasmtimeError._from_ptr(pointer))
+        message = _reason(wasmtime.WasmtimeError._from_ptr(pointer))
+    if timeout is not None and "interrupt" in message:
+        message += f" (the call ran longer than CHONKLE_WASM_TIMEOUT={timeout:g} s)"
     return WasmTrap(f"Wasm trap: {message}")
+
+
+def _reason(exc: object) -> str:
+    """What went wrong: the last "Caused by" line of wasmtime's message, not the backtrace."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if "Caused by:" not in lines:
+        return lines[0] if lines else type(exc).__name__
+    reason = lines[-1].split(": ", 1)[1] if lines[-1][:1].isdigit() else lines[-1]
+    return reason.removeprefix("wasm trap: ")
 
 
 def _first_line(exc: object) -> str:

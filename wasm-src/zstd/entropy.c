@@ -128,6 +128,20 @@ static int huffman_build(huffman_table *h, uint8_t *weights, unsigned n) {
         rank_start[w] += length;
     }
     h->max_bits = max_bits;
+    /* The pair table: after the first symbol's l1 bits, the next max_bits - l1 bits of the
+     * index start the following code; the one-symbol table, looked up with those bits moved
+     * to the top, gives the second symbol, valid if its code is no longer than what is left. */
+    unsigned size = 1u << max_bits;
+    for (unsigned i = 0; i < size; i++) {
+        uint16_t first = h->table[i];
+        unsigned l1 = first & 0xFF;
+        uint16_t second = h->table[(i << l1) & (size - 1)];
+        unsigned l2 = second & 0xFF;
+        h->pairs[i] = l1 + l2 <= max_bits
+                          ? (uint32_t)(first >> 8) | (uint32_t)(second & 0xFF00) |
+                                (l1 + l2) << 16 | 2u << 24
+                          : (uint32_t)(first >> 8) | l1 << 16 | 1u << 24;
+    }
     return 1;
 }
 
@@ -208,8 +222,9 @@ int huffman_decode(const huffman_table *h, const uint8_t *src, size_t size, int 
     }
     /* The four streams are independent: decoding them in one loop lets the CPU overlap
      * their table lookups. Their state is copied into scalars so it stays in Wasm locals
-     * (registers) instead of linear memory. Four symbols per stream per reload. */
-    const uint16_t *table = h->table;
+     * (registers) instead of linear memory. Five lookups per stream per reload: a reload
+     * leaves >= 57 bits, and a lookup takes at most 11. */
+    const uint32_t *pairs = h->pairs;
     const unsigned shift = 64 - h->max_bits;
     uint64_t c0 = b[0].container, c1 = b[1].container, c2 = b[2].container, c3 = b[3].container;
     unsigned n0 = b[0].consumed, n1 = b[1].consumed, n2 = b[2].consumed, n3 = b[3].consumed;
@@ -217,17 +232,22 @@ int huffman_decode(const huffman_table *h, const uint8_t *src, size_t size, int 
     uint8_t *o0 = at[0], *o1 = at[1], *o2 = at[2], *o3 = at[3];
 #define RELOAD(c, n, p)                \
     p -= n >> 3, n &= 7, c = read64(p)
+/* One lookup, one or two symbols: both bytes are stored, the output advances by the count. */
 #define SYMBOL(c, n, o)                                    \
     do {                                                   \
-        uint16_t e_ = table[(c << n) >> shift];            \
-        n += e_ & 0xFF;                                    \
-        *o++ = (uint8_t)(e_ >> 8);                         \
+        uint32_t e_ = pairs[(c << n) >> shift];            \
+        n += (e_ >> 16) & 0xFF;                            \
+        uint16_t two_ = (uint16_t)e_;                      \
+        memcpy(o, &two_, 2);                               \
+        o += e_ >> 24;                                     \
     } while (0)
-    /* p_k - start_k >= 8 + 8 keeps every reload (which moves at most 8 bytes) in bounds */
-    while (o3 + 4 <= end[3] && o0 + 4 <= end[0] && p0 - b[0].start >= 16 &&
-           p1 - b[1].start >= 16 && p2 - b[2].start >= 16 && p3 - b[3].start >= 16) {
+    /* p_k - start_k >= 8 + 8 keeps every reload (which moves at most 8 bytes) in bounds; up to
+     * 10 symbols per stream per round, so 11 bytes of room keeps every store in its segment. */
+    while (o3 + 11 <= end[3] && o0 + 11 <= end[0] && o1 + 11 <= end[1] && o2 + 11 <= end[2] &&
+           p0 - b[0].start >= 16 && p1 - b[1].start >= 16 && p2 - b[2].start >= 16 &&
+           p3 - b[3].start >= 16) {
         RELOAD(c0, n0, p0), RELOAD(c1, n1, p1), RELOAD(c2, n2, p2), RELOAD(c3, n3, p3);
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 5; i++) {
             SYMBOL(c0, n0, o0);
             SYMBOL(c1, n1, o1);
             SYMBOL(c2, n2, o2);

@@ -54,6 +54,12 @@ static inline uint64_t backward_bits_read(backward_bits *b, unsigned n) {
 }
 
 static inline void backward_reload(backward_bits *b) {
+    if (b->ptr - b->start >= 8 && b->consumed <= 64) { /* the usual case: one branch */
+        b->ptr -= b->consumed >> 3;
+        b->consumed &= 7;
+        b->container = read64(b->ptr);
+        return;
+    }
     if (b->consumed > 64) return; /* overread: left for backward_done to report */
     size_t bytes = b->consumed >> 3;
     if ((size_t)(b->ptr - b->start) < bytes) bytes = (size_t)(b->ptr - b->start);
@@ -89,7 +95,10 @@ int fse_build(fse_table *t, const int16_t *counts, unsigned symbols, unsigned lo
 void fse_rle(fse_table *t, uint8_t symbol);
 
 typedef struct {
-    uint16_t table[1 << HUF_MAX_BITS]; /* symbol << 8 | bits */
+    uint16_t table[1 << HUF_MAX_BITS]; /* one symbol: symbol << 8 | bits */
+    /* Two symbols where both codes fit in max_bits: first | second << 8 | bits << 16 |
+     * count << 24, count being 1 or 2 (the second byte is then junk). */
+    uint32_t pairs[1 << HUF_MAX_BITS];
     unsigned max_bits;
 } huffman_table;
 

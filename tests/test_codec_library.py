@@ -194,25 +194,19 @@ run_heavy_bytes = st.lists(st.tuples(st.integers(0, 255), st.integers(1, 300)), 
 any_bytes = st.one_of(st.binary(max_size=3000), run_heavy_bytes)
 
 
+@pytest.mark.parametrize("name", ["packbits", "lzw"])
 @PROPERTY
 @given(data=any_bytes)
-def test_packbits_against_imagecodecs(runtime, data) -> None:
-    codec = wasm(runtime, "packbits")
+def test_run_length_and_lzw_coders_interoperate_with_imagecodecs(runtime, name, data) -> None:
+    codec = wasm(runtime, name)
+    reference_encode = getattr(imagecodecs, f"{name}_encode")
+    reference_decode = getattr(imagecodecs, f"{name}_decode")
     encoded = wasm_bytes(codec, "encode", data)
-    assert imagecodecs.packbits_decode(encoded) == data
+    assert reference_decode(encoded) == data
     assert wasm_bytes(codec, "decode", encoded) == data
-    assert wasm_bytes(codec, "decode", imagecodecs.packbits_encode(data)) == data
-    assert len(encoded) <= len(imagecodecs.packbits_encode(data))
-
-
-@PROPERTY
-@given(data=any_bytes)
-def test_lzw_against_imagecodecs(runtime, data) -> None:
-    codec = wasm(runtime, "lzw")
-    encoded = wasm_bytes(codec, "encode", data)
-    assert imagecodecs.lzw_decode(encoded) == data
-    assert wasm_bytes(codec, "decode", encoded) == data
-    assert wasm_bytes(codec, "decode", imagecodecs.lzw_encode(data)) == data
+    assert wasm_bytes(codec, "decode", reference_encode(data)) == data
+    if name == "packbits":  # 2-byte repeats inside literal runs are merged: never larger
+        assert len(encoded) <= len(reference_encode(data))
 
 
 def test_lzw_crosses_table_resets(runtime: str) -> None:

@@ -60,6 +60,16 @@ def sample_data(kind: str, n: int, dtype: str, seed: int) -> np.ndarray:
     return np.clip(np.cumsum(rng.integers(-3, 4, n)) + 100, info.min, info.max).astype(dtype)
 
 
+def decode_segments(path: Path, page, pipeline: Pipeline) -> list[np.ndarray]:
+    """Decode each raw strip or tile of a TIFF page, read straight from the file."""
+    with open(path, "rb") as file:
+        segments = []
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
+            file.seek(offset)
+            segments.append(pipeline.decode(file.read(count)))
+    return segments
+
+
 # ---- tiff_predictor_2 -----------------------------------------------------------------------
 
 @PROPERTY
@@ -111,11 +121,7 @@ def test_tiff_predictor_3_reads_a_tiff_written_by_tifffile(tmp_path: Path, runti
              "configuration": {"bytes_per_sample": 4, "width": 32, "samples_per_pixel": 3}},
             {"name": "zlib", "type": "numcodecs"},
         ]}, runtime=runtime)
-        tiles = []
-        with open(path, "rb") as file:
-            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
-                file.seek(offset)
-                tiles.append(pipeline.decode(file.read(count)))
+        tiles = decode_segments(path, page, pipeline)
         expected = tif.asarray()
     mosaic = np.concatenate([np.concatenate(tiles[r * 2:r * 2 + 2], axis=1) for r in range(2)])
     mosaic = mosaic[:64, :48]  # edge tiles are padded to the full tile size
@@ -230,11 +236,7 @@ def test_lzw_reads_a_tiff_written_by_tifffile(tmp_path: Path, runtime: str) -> N
              "configuration": {"bytes_per_sample": 2, "width": 80}},
             {"name": "lzw", "type": "wasm"},
         ]}, runtime=runtime)
-        strips = []
-        with open(path, "rb") as file:
-            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
-                file.seek(offset)
-                strips.append(pipeline.decode(file.read(count)))
+        strips = decode_segments(path, page, pipeline)
     np.testing.assert_array_equal(np.concatenate(strips), data)
 
 

@@ -92,36 +92,39 @@ def _check_function(interface: ModuleInterface, name: str, expected: FuncSignatu
     return True
 
 
-_compiled: dict[tuple[str, str], WasmModule] = {}
+_pools: dict[tuple[str, str], tuple[CodecInterface, InstancePool]] = {}
 _compile_lock = threading.Lock()
 
 
-def compile_module(engine: WasmEngine, wasm: bytes, step: str) -> WasmModule:
-    """Compile once per process and engine; later calls with the same bytes are a dict lookup.
+def module_pool(engine: WasmEngine, wasm: bytes, step: str) -> tuple[CodecInterface, InstancePool]:
+    """The checked interface and the instance pool of a module, once per process and engine.
 
-    A new process loads the engine's compiled code from disk when it can (compiled_cache).
+    Compiling, checking and instantiating happen once however many pipelines use the module:
+    a second ``Pipeline.load`` (or ``chonkle.decode(chunk, spec)`` per chunk) reuses this
+    thread's instance. A new process loads the engine's compiled code from disk when it can
+    (compiled_cache).
     """
-    digest = hashlib.sha256(wasm).hexdigest()
-    key = (engine.name, digest)
-    module = _compiled.get(key)
-    if module is None:
+    key = (engine.name, hashlib.sha256(wasm).hexdigest())
+    found = _pools.get(key)
+    if found is None:
         with _compile_lock:
-            module = _compiled.get(key)
-            if module is None:
+            found = _pools.get(key)
+            if found is None:
                 try:
-                    module = compile_cached(engine, wasm, digest)
+                    module = compile_cached(engine, wasm, key[1])
                 except ChonkleError as exc:
                     exc.step = exc.step or step
                     raise
-                _compiled[key] = module
-    return module
+                codec = check_interface(module.interface, step)
+                found = _pools[key] = (codec, InstancePool(module, codec))
+    return found
 
 
 class CodecInstance:
     """One live instance with its exports bound; used by a single thread."""
 
-    def __init__(self, module: WasmModule, codec: CodecInterface, step: str) -> None:
-        self._step = step
+    def __init__(self, module: WasmModule, codec: CodecInterface) -> None:
+        self._step = ""  # the label of the step being run, set by the pool for each call
         self._instance: WasmInstance = module.instantiate(wasi=codec.wasi)
         if codec.initialize:
             self._instance.function("_initialize")()
@@ -202,18 +205,23 @@ class CodecInstance:
 
 
 class InstancePool:
-    """A module's instances, one per thread, rebuilt after a trap or contract violation."""
+    """A module's instances, one per thread, rebuilt after a trap or contract violation.
 
-    def __init__(self, module: WasmModule, codec: CodecInterface, step: str) -> None:
-        self._module, self._codec, self._step = module, codec, step
+    Shared by every step that uses the module: the configuration and the step's label come
+    with each call.
+    """
+
+    def __init__(self, module: WasmModule, codec: CodecInterface) -> None:
+        self._module, self._codec = module, codec
         self._local = threading.local()
 
     def run(self, direction: Direction, data: memoryview, config: bytes,
-            copy_out: Callable[[memoryview], object]) -> object:
+            copy_out: Callable[[memoryview], object], step: str) -> object:
         """Call ``direction`` on this thread's instance; ``copy_out`` copies the output view."""
         instance = getattr(self._local, "instance", None)
         if instance is None:
-            instance = self._local.instance = self._new_instance()
+            instance = self._local.instance = self._new_instance(step)
+        instance._step = step
         try:
             output = instance.call(direction, data, config)
             try:
@@ -224,15 +232,15 @@ class InstancePool:
         except ChonkleError as exc:
             if not instance.healthy:
                 self._local.instance = None  # trapped or broke the contract: memory untrusted
-            exc.step = exc.step or self._step
+            exc.step = exc.step or step
             raise
         finally:
             if self._local.instance is not None and instance.memory_size > MAX_RETAINED_MEMORY:
                 self._local.instance = None
 
-    def _new_instance(self) -> CodecInstance:
+    def _new_instance(self, step: str) -> CodecInstance:
         try:
-            return CodecInstance(self._module, self._codec, self._step)
+            return CodecInstance(self._module, self._codec)
         except ChonkleError as exc:
-            exc.step = exc.step or self._step
+            exc.step = exc.step or step
             raise

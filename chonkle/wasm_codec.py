@@ -9,7 +9,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
-from chonkle.abi import CodecInterface, InstancePool, check_interface, compile_module
+from chonkle.abi import CodecInterface, module_pool
 from chonkle.errors import CodecError, SpecError, WasmAbiError
 from chonkle.runtime import get_runtime
 from chonkle.spec import StepSpec
@@ -36,9 +36,8 @@ class WasmCodec(Codec):
                             step=step.label) from exc
         engine = get_runtime(runtime)
         self.runtime = engine.name
-        module = compile_module(engine, wasm, step.label)
-        self.interface: CodecInterface = check_interface(module.interface, step.label)
-        self._pool = InstancePool(module, self.interface, step.label)
+        self.interface: CodecInterface
+        self.interface, self._pool = module_pool(engine, wasm, step.label)
 
     def with_runtime(self, runtime: str | None) -> WasmCodec:
         """The same step on another engine (its compiled module is cached per engine)."""
@@ -79,8 +78,9 @@ class WasmCodec(Codec):
             array = np.ascontiguousarray(buf)
             data = memoryview(array.reshape(-1).view(np.uint8))
             return self._pool.run(direction, data, self.config_json,
-                                  lambda out: self._as_array_like(out, array))
-        return self._pool.run(direction, _byte_view(buf), self.config_json, _copy_bytes)
+                                  lambda out: self._as_array_like(out, array), self.step.label)
+        return self._pool.run(direction, _byte_view(buf), self.config_json, _copy_bytes,
+                              self.step.label)
 
     def _as_array_like(self, output: memoryview, like: np.ndarray) -> np.ndarray:
         if len(output) != like.nbytes:

@@ -194,6 +194,26 @@ def test_modules_compile_once_per_engine(runtime: str) -> None:
     assert first._pool._module is second._pool._module
 
 
+def pool_codec_config(runtime: str) -> bytes:
+    return chonkle.get_codecs(cog_pipeline(), runtime=runtime)[1].config_json
+
+
+def test_pipelines_sharing_a_module_reuse_this_threads_instance(runtime: str) -> None:
+    """decode(chunk, spec) per chunk loads the pipeline each time, but instantiates once."""
+    array = smooth_raster(SHAPE)
+    chunk = chonkle.encode(array, cog_pipeline(), runtime=runtime)
+    chonkle.decode(chunk, cog_pipeline(), runtime=runtime)
+    pool = chonkle.get_codecs(cog_pipeline(), runtime=runtime)[1]._pool
+    instance = pool._local.instance
+    for _ in range(3):
+        np.testing.assert_array_equal(chonkle.decode(chunk, cog_pipeline(), runtime=runtime),
+                                      array)
+    assert pool._local.instance is instance
+    other = chonkle.get_codecs(cog_pipeline(samples_per_pixel=1), runtime=runtime)[1]
+    assert other.config_json != pool_codec_config(runtime)  # its own configuration...
+    assert other._pool is pool  # ...on the same instances
+
+
 def test_many_threads_decode_correctly_with_one_pipeline(runtime: str) -> None:
     pipeline = Pipeline.load(cog_pipeline(), runtime=runtime)
     arrays = [smooth_raster(SHAPE, seed=i) for i in range(24)]

@@ -77,7 +77,7 @@ class WasmtimeEngine:
         try:
             module = wasmtime.Module(self._engine, wasm)
         except wasmtime.WasmtimeError as exc:
-            raise CodecError(f"not a valid Wasm module: {_first_line(exc)}") from exc
+            raise CodecError(f"not a valid Wasm module: {_reason(exc)}") from exc
         return WasmtimeModule(self, module)
 
     def deserialize(self, data: bytes) -> WasmtimeModule:
@@ -116,7 +116,7 @@ class WasmtimeModule:
             else:
                 instance = wasmtime.Instance(store, self._module, [])
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-            raise WasmTrap(f"instantiation failed: {_first_line(exc)}") from exc
+            raise WasmTrap(f"instantiation failed: {_reason(exc)}") from exc
         return WasmtimeInstance(store, instance, self._owner)
 
 
@@ -176,14 +176,10 @@ def _trap_error(error: int | None, trap: ctypes._Pointer, timeout: float | None)
 
 
 def _reason(exc: object) -> str:
-    """What went wrong: the last "Caused by" line of wasmtime's message, not the backtrace."""
+    """What went wrong: the last "Caused by" line of a wasmtime message (a trap's backtrace,
+    a compile error's location), else its first line."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     if "Caused by:" not in lines:
         return lines[0] if lines else type(exc).__name__
     reason = lines[-1].split(": ", 1)[1] if lines[-1][:1].isdigit() else lines[-1]
     return reason.removeprefix("wasm trap: ")
-
-
-def _first_line(exc: object) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

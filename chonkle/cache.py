@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from chonkle.errors import SourceError
+
 try:
     import fcntl
 except ImportError:  # Windows: downloads stay atomic, but are not deduplicated across processes
@@ -38,6 +40,15 @@ CACHE_DIR_ENV = "CHONKLE_CACHE_DIR"
 def cache_dir() -> Path:
     configured = os.environ.get(CACHE_DIR_ENV)
     return Path(configured) if configured else Path(tempfile.gettempdir()) / "chonkle" / "wasm"
+
+
+def check_digest(data: bytes, expected: str | None, where: str) -> str:
+    """The SHA-256 of `data`; refuses it (SourceError) if it is not the pinned `expected`."""
+    actual = hashlib.sha256(data).hexdigest()
+    if expected is not None and actual != expected:
+        raise SourceError(f"module from {where} has sha256 {actual}, but the pipeline pins "
+                          f"{expected}; refusing to run it")
+    return actual
 
 
 def env_flag(name: str) -> bool:
@@ -108,12 +119,7 @@ class ModuleCache:
                     file.flush()
                     file.seek(0)
                     data = file.read()
-                digest = hashlib.sha256(data).hexdigest()
-                if expected is not None and digest != expected:
-                    from chonkle.errors import SourceError
-
-                    raise SourceError(f"{uri!r}: downloaded module has sha256 {digest}, but the "
-                                      f"pipeline pins {expected}; refusing to run it")
+                digest = check_digest(data, expected, f"{uri!r}")
                 blob = self._blob_path(digest)
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(temporary, blob)

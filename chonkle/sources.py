@@ -8,14 +8,13 @@ hand unverified bytes to an engine.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from chonkle.cache import ModuleCache, env_flag
+from chonkle.cache import ModuleCache, check_digest, env_flag
 from chonkle.errors import SourceError
 from chonkle.remote import Progress
 
@@ -47,11 +46,7 @@ def fetch_module(uri: str | None, name: str, *, base_dir: Path | None,
 
 
 def _verified(wasm: bytes, sha256: str | None, where: str) -> bytes:
-    if sha256 is not None:
-        actual = hashlib.sha256(wasm).hexdigest()
-        if actual != sha256:
-            raise SourceError(f"module from {where} has sha256 {actual}, but the pipeline pins "
-                              f"{sha256}; refusing to run it")
+    check_digest(wasm, sha256, where)
     return wasm
 
 

@@ -10,6 +10,7 @@ for by name.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
@@ -120,6 +121,21 @@ def wasm_timeout() -> float | None:
 
 # Optional, for the on-disk compiled-code cache (chonkle.compiled_cache): an engine may offer
 # ``deserialize(data: bytes) -> WasmModule``, its modules ``serialize() -> bytes``.
+
+_memoryview_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
+_memoryview_from_memory.restype = ctypes.py_object
+_memoryview_from_memory.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
+_PYBUF_WRITE = 0x200
+
+
+def linear_memory_view(address: int, size: int) -> memoryview:
+    """A writable view of `size` bytes at `address`, for adapters' ``memory()``.
+
+    It references no engine object, so nothing thread-bound is kept alive by the view or by
+    a traceback holding it; the caller must not use it after the next call into Wasm.
+    """
+    return _memoryview_from_memory(address, size, _PYBUF_WRITE)
+
 
 _engines: dict[str, WasmEngine] = {}
 _lock = threading.Lock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import IDENTITY, wasm_step
 
-from chonkle import Pipeline
+from chonkle import Pipeline, WasmAbiError
 
 # A reactor that imports WASI: decode fails unless _initialize ran exactly once.
 REACTOR = """
@@ -112,3 +112,36 @@ def test_a_module_that_never_returns_is_interrupted_when_a_timeout_is_set(wasm_f
     assert lines[0] == ("step 0 (x): Wasm trap: interrupt (the call ran longer than "
                         "CHONKLE_WASM_TIMEOUT=0.5 s)"), result.stderr
     assert lines[1:] == ["True", "b'abc'"], result.stderr
+
+
+def test_errors_can_be_dropped_on_another_thread(runtime: str, wasm_file) -> None:
+    """An error's traceback holds the frames of the call; nothing in them may be an object
+    bound to the calling thread (wasmer's memory buffers panic when dropped elsewhere)."""
+    import gc
+    import sys
+    import threading
+
+    wild = '(func (export "decode") (param i32 i32 i32 i32) (result i64) (i64.const -1))'
+    pipeline = Pipeline.load({"codecs": [wasm_step(wasm_file(wild))]}, runtime=runtime)
+    caught: list[BaseException] = []
+    try:
+        pipeline.decode(b"abc")
+    except WasmAbiError as exc:
+        caught.append(exc)
+    assert caught
+    unraisable: list[object] = []
+    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        def drop() -> None:
+            try:
+                caught.clear()
+                gc.collect()
+            except BaseException as exc:  # wasmer's panic is a BaseException
+                unraisable.append(exc)
+
+        thread = threading.Thread(target=drop)
+        thread.start()
+        thread.join()
+    finally:
+        sys.unraisablehook = previous
+    assert unraisable == []

@@ -9,6 +9,7 @@ wasmer object lives in thread-local storage and is dropped by its own thread.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import threading
 import warnings
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 
 from chonkle.errors import CodecError, RuntimeUnavailable, WasmTrap
-from chonkle.runtime import FuncSignature, ModuleInterface, wasm_timeout
+from chonkle.runtime import FuncSignature, ModuleInterface, linear_memory_view, wasm_timeout
 
 try:
     import wasmer
@@ -141,6 +142,7 @@ class WasmerInstance:
     def __init__(self, instance: wasmer.Instance) -> None:
         self._instance = instance
         self._memory = instance.exports.memory
+        self._address, self._size = 0, -1
 
     def function(self, name: str) -> Callable[..., int]:
         func = getattr(self._instance.exports, name)
@@ -156,7 +158,16 @@ class WasmerInstance:
         return call
 
     def memory(self) -> memoryview:
-        return memoryview(self._memory.buffer)
+        # A view over wasmer's Buffer would keep that thread-bound object alive, in the view
+        # and in any traceback holding it, and dropping it on another thread panics. So take
+        # the buffer's address, release it here, and hand out a plain view of the memory.
+        # Memory moves only when it grows, so the address is looked up again only then.
+        size = self._memory.data_size
+        if size != self._size:
+            with memoryview(self._memory.buffer) as view:
+                self._address = ctypes.addressof(ctypes.c_char.from_buffer(view)) if size else 0
+            self._size = size
+        return linear_memory_view(self._address, size)
 
 
 def _type_name(value_type: object) -> str:

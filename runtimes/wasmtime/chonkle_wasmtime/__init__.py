@@ -22,12 +22,7 @@ import wasmtime
 from wasmtime import _bindings as ffi
 
 from chonkle.errors import CodecError, WasmTrap
-from chonkle.runtime import FuncSignature, ModuleInterface, wasm_timeout
-
-_memoryview_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
-_memoryview_from_memory.restype = ctypes.py_object
-_memoryview_from_memory.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
-_PYBUF_WRITE = 0x200
+from chonkle.runtime import FuncSignature, ModuleInterface, linear_memory_view, wasm_timeout
 
 
 def _raw(symbol: str, restype: type, nargs: int) -> ctypes._CFuncPtr:
@@ -159,8 +154,7 @@ class WasmtimeInstance:
 
     def memory(self) -> memoryview:
         size = _memory_data_size(self._context, self._memory_ref)
-        return _memoryview_from_memory(_memory_data(self._context, self._memory_ref), size,
-                                       _PYBUF_WRITE)
+        return linear_memory_view(_memory_data(self._context, self._memory_ref) or 0, size)
 
 
 def _trap_error(error: int | None, trap: ctypes._Pointer, timeout: float | None) -> WasmTrap:

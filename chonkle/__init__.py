@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numcodecs.abc import Codec
 
+from chonkle.engine.registry import get_runtime, installed_runtimes, runtime_statuses
 from chonkle.errors import (
     ChonkleError,
     CodecError,
@@ -22,7 +23,6 @@ from chonkle.errors import (
     WasmTrap,
 )
 from chonkle.pipeline import Pipeline, PipelineSource, as_pipeline
-from chonkle.runtime import get_runtime, installed_runtimes, runtime_statuses
 
 __version__ = "0.1.0"
 

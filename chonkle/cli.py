@@ -15,11 +15,11 @@ from typing import IO
 import numpy as np
 
 from chonkle import __version__
-from chonkle.cache import ModuleCache
+from chonkle.engine.registry import RUNTIME_ENV_VAR, resolve_runtime_name, runtime_statuses
 from chonkle.errors import ChonkleError
 from chonkle.pipeline import Pipeline
-from chonkle.runtime import RUNTIME_ENV_VAR, resolve_runtime_name, runtime_statuses
 from chonkle.sources import fetch_module
+from chonkle.sources.cache import ModuleCache
 from chonkle.spec import load_pipeline_spec
 
 

@@ -16,10 +16,10 @@ import numpy as np
 from numcodecs.abc import Codec
 
 import chonkle.codecs  # noqa: F401  (registers chonkle's native codecs with numcodecs)
+from chonkle.engine.wasm_codec import WasmCodec
 from chonkle.errors import ChonkleError, CodecError, SpecError
 from chonkle.sources import fetch_module
 from chonkle.spec import StepSpec, load_pipeline_spec
-from chonkle.wasm_codec import WasmCodec
 
 PipelineSource = Path | str | Mapping[str, Any]
 

@@ -1,212 +1,41 @@
-"""The Wasm engine protocol and the registry of installed engines.
+"""The engine protocol and registry under their original import path.
 
-This module is the "strict point of cut-off" between chonkle and Wasm engines:
-an adapter speaks only in bytes, ints and export names, never in pipelines or
-arrays, so that wasmtime, wasmer or a third-party engine plug in the same way.
-Adapters are separate distributions that register a factory in the entry-point
-group ``chonkle.runtimes``; nothing here imports an engine until one is asked
-for by name.
+Third-party engines written against ``chonkle.runtime`` keep working; new code imports
+``chonkle.engine``.
 """
 
-from __future__ import annotations
+from chonkle.engine.protocol import (
+    FuncSignature,
+    ModuleInterface,
+    WasmEngine,
+    WasmInstance,
+    WasmModule,
+    linear_memory_view,
+)
+from chonkle.engine.registry import (
+    DEFAULT_RUNTIME,
+    ENTRY_POINT_GROUP,
+    RUNTIME_ENV_VAR,
+    RuntimeStatus,
+    get_runtime,
+    installed_runtimes,
+    resolve_runtime_name,
+    runtime_statuses,
+)
 
-import ctypes
-import os
-import sys
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
-from typing import Protocol, runtime_checkable
-
-from chonkle.errors import ChonkleError, RuntimeUnavailable
-
-ENTRY_POINT_GROUP = "chonkle.runtimes"
-DEFAULT_RUNTIME = "wasmtime"
-RUNTIME_ENV_VAR = "CHONKLE_RUNTIME"
-
-# What to tell a user who asks for an engine that is not installed (fsspec-style).
-INSTALL_HINTS: dict[str, str] = {
-    "wasmtime": "install it with `pip install chonkle[wasmtime]` (or `uv sync` in a checkout)",
-    "wasmer": (
-        "install it with `pip install chonkle[wasmer]` on CPython <= 3.10 "
-        "(wasmer's Python bindings ship no wheels for newer Pythons)"
-    ),
-}
-
-
-@dataclass(frozen=True)
-class FuncSignature:
-    """Parameter and result types of a function, as Wasm value type names ('i32', 'i64', ...)."""
-
-    params: tuple[str, ...]
-    results: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return f"({', '.join(self.params)}) -> ({', '.join(self.results)})"
-
-
-@dataclass(frozen=True)
-class ModuleInterface:
-    """What a compiled module exports and imports, read before it is ever instantiated.
-
-    ``functions`` maps export name to signature; ``memories`` lists exported memory
-    names; ``imports`` lists (module, name) pairs the module needs from its host.
-    """
-
-    functions: dict[str, FuncSignature]
-    memories: frozenset[str]
-    imports: tuple[tuple[str, str], ...]
-
-
-@runtime_checkable
-class WasmInstance(Protocol):
-    """A live instance. Used only by the thread that created it."""
-
-    def function(self, name: str) -> Callable[..., int]:
-        """Return a callable for an exported function taking and returning ints.
-
-        The callable raises :class:`chonkle.errors.WasmTrap` when the Wasm code traps.
-        The caller has checked the signature, so adapters may skip per-call type checks.
-        """
-        ...
-
-    def memory(self) -> memoryview:
-        """A writable byte view of the exported ``memory``, valid until the next call into Wasm."""
-        ...
-
-
-@runtime_checkable
-class WasmModule(Protocol):
-    """A compiled module. Safe to share between threads (adapters ensure it)."""
-
-    interface: ModuleInterface
-
-    def instantiate(self, *, wasi: bool) -> WasmInstance:
-        """Create an instance; with ``wasi``, link a WASI with no files, env or args."""
-        ...
-
-
-@runtime_checkable
-class WasmEngine(Protocol):
-    """An engine adapter: the only object chonkle gets from an entry point."""
-
-    name: str
-    version: str
-
-    def compile(self, wasm: bytes) -> WasmModule:
-        """Validate and compile a module; raise :class:`chonkle.errors.CodecError` if invalid."""
-        ...
-
-
-WASM_TIMEOUT_ENV = "CHONKLE_WASM_TIMEOUT"
-
-
-def wasm_timeout() -> float | None:
-    """Seconds a single call into Wasm may run before it is interrupted, if limited.
-
-    Off by default: interruption checks cost 10-20% of Wasm speed on wasmtime. Turn it on
-    for modules you do not trust; wasmer's Python bindings cannot interrupt Wasm at all.
-    """
-    value = os.environ.get(WASM_TIMEOUT_ENV, "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise RuntimeUnavailable(f"{WASM_TIMEOUT_ENV}={value!r} is not a number of "
-                                 "seconds") from None
-    return seconds if seconds > 0 else None
-
-
-# Optional, for the on-disk compiled-code cache (chonkle.compiled_cache): an engine may offer
-# ``deserialize(data: bytes) -> WasmModule``, its modules ``serialize() -> bytes``.
-
-_memoryview_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
-_memoryview_from_memory.restype = ctypes.py_object
-_memoryview_from_memory.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
-_PYBUF_WRITE = 0x200
-
-
-def linear_memory_view(address: int, size: int) -> memoryview:
-    """A writable view of `size` bytes at `address`, for adapters' ``memory()``.
-
-    It references no engine object, so nothing thread-bound is kept alive by the view or by
-    a traceback holding it; the caller must not use it after the next call into Wasm.
-    """
-    return _memoryview_from_memory(address, size, _PYBUF_WRITE)
-
-
-_engines: dict[str, WasmEngine] = {}
-_lock = threading.Lock()
-
-
-def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def installed_runtimes() -> list[str]:
-    """Names of the engines registered in this environment (loadable or not)."""
-    return sorted(_entry_points())
-
-
-def resolve_runtime_name(name: str | None = None) -> str:
-    """The engine name to use: the explicit one, else ``$CHONKLE_RUNTIME``, else the default."""
-    return name or os.environ.get(RUNTIME_ENV_VAR) or DEFAULT_RUNTIME
-
-
-def get_runtime(name: str | None = None) -> WasmEngine:
-    """Load (once per process) and return the engine called ``name``."""
-    name = resolve_runtime_name(name)
-    engine = _engines.get(name)
-    if engine is not None:
-        return engine
-    with _lock:
-        if name not in _engines:
-            _engines[name] = _load(name)
-        return _engines[name]
-
-
-def _load(name: str) -> WasmEngine:
-    eps = _entry_points()
-    if name not in eps:
-        installed = ", ".join(sorted(eps)) or "none"
-        hint = INSTALL_HINTS.get(name)
-        advice = f"; {hint}" if hint else ""
-        raise RuntimeUnavailable(
-            f"unknown Wasm runtime {name!r} (installed: {installed}){advice}"
-        )
-    try:
-        factory = eps[name].load()
-        engine = factory()
-    except ChonkleError:
-        raise
-    except Exception as exc:  # an engine's import can fail in many engine-specific ways
-        raise RuntimeUnavailable(
-            f"Wasm runtime {name!r} cannot load on Python "
-            f"{sys.version_info.major}.{sys.version_info.minor}: {type(exc).__name__}: {exc}"
-        ) from exc
-    return engine
-
-
-@dataclass(frozen=True)
-class RuntimeStatus:
-    """One line of `chonkle runtimes`."""
-
-    name: str
-    available: bool
-    version: str | None
-    reason: str | None
-
-
-def runtime_statuses() -> list[RuntimeStatus]:
-    """Every registered engine and every engine chonkle knows how to install, with its state."""
-    statuses = []
-    for name in sorted(set(_entry_points()) | set(INSTALL_HINTS)):
-        try:
-            engine = get_runtime(name)
-        except RuntimeUnavailable as exc:
-            statuses.append(RuntimeStatus(name, False, None, str(exc)))
-        else:
-            statuses.append(RuntimeStatus(name, True, engine.version, None))
-    return statuses
+__all__ = [
+    "DEFAULT_RUNTIME",
+    "ENTRY_POINT_GROUP",
+    "RUNTIME_ENV_VAR",
+    "FuncSignature",
+    "ModuleInterface",
+    "RuntimeStatus",
+    "WasmEngine",
+    "WasmInstance",
+    "WasmModule",
+    "get_runtime",
+    "installed_runtimes",
+    "linear_memory_view",
+    "resolve_runtime_name",
+    "runtime_statuses",
+]

@@ -14,8 +14,8 @@ from conftest import IDENTITY, smooth_raster, wasm_step
 import chonkle
 from chonkle import Pipeline
 from chonkle.codecs import TiffPredictor2
+from chonkle.engine.wasm_codec import WasmCodec
 from chonkle.sources import shipped_module_path
-from chonkle.wasm_codec import WasmCodec
 
 SHAPE = (256, 320)
 

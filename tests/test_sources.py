@@ -22,10 +22,10 @@ from servers import REGISTRY_BINARY, Authority, HttpsServer, running_registry
 
 import chonkle
 from chonkle import Pipeline, SourceError
-from chonkle.cache import ModuleCache
 from chonkle.codecs import TiffPredictor2
-from chonkle.oci_source import insecure_allowed
 from chonkle.sources import fetch_module, shipped_module_path
+from chonkle.sources.cache import ModuleCache
+from chonkle.sources.oci import insecure_allowed
 
 PREDICTOR = shipped_module_path("tiff_predictor_2").read_bytes()
 PREDICTOR_SHA = hashlib.sha256(PREDICTOR).hexdigest()

@@ -16,8 +16,8 @@ import warnings
 from collections.abc import Callable
 from importlib.metadata import version
 
+from chonkle.engine.protocol import FuncSignature, ModuleInterface, linear_memory_view, wasm_timeout
 from chonkle.errors import CodecError, RuntimeUnavailable, WasmTrap
-from chonkle.runtime import FuncSignature, ModuleInterface, linear_memory_view, wasm_timeout
 
 try:
     import wasmer

@@ -14,8 +14,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from chonkle import remote
 from chonkle.errors import SourceError
+from chonkle.sources import net
 
 MAX_REDIRECTS = 5
 
@@ -24,9 +24,9 @@ class _Retryable(Exception):
     """A failure worth another attempt (5xx)."""
 
 
-def fetch_https(uri: str, sink: BinaryIO, progress: remote.Progress | None = None) -> None:
-    timeout = httpx.Timeout(remote.read_timeout(), connect=remote.connect_timeout())
-    attempts = remote.retries() + 1
+def fetch_https(uri: str, sink: BinaryIO, progress: net.Progress | None = None) -> None:
+    timeout = httpx.Timeout(net.read_timeout(), connect=net.connect_timeout())
+    attempts = net.retries() + 1
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=True) as client:
         for attempt in range(attempts):
             try:
@@ -40,10 +40,10 @@ def fetch_https(uri: str, sink: BinaryIO, progress: remote.Progress | None = Non
                 if attempt + 1 == attempts:
                     raise SourceError(f"{uri!r}: {_describe(exc)} (gave up after {attempts} "
                                       "attempts)") from exc
-                time.sleep(remote.backoff(attempt))
+                time.sleep(net.backoff(attempt))
 
 
-def _get(client: httpx.Client, uri: str, sink: BinaryIO, progress: remote.Progress | None) -> None:
+def _get(client: httpx.Client, uri: str, sink: BinaryIO, progress: net.Progress | None) -> None:
     url = uri
     for _ in range(MAX_REDIRECTS + 1):
         with client.stream("GET", url) as response:
@@ -62,7 +62,7 @@ def _get(client: httpx.Client, uri: str, sink: BinaryIO, progress: remote.Progre
             length = response.headers.get("content-length")
             sink.seek(0)
             sink.truncate()
-            remote.copy_limited(response.iter_bytes(), sink, uri,
+            net.copy_limited(response.iter_bytes(), sink, uri,
                                 int(length) if length and length.isdigit() else None, progress)
             return
     raise SourceError(f"{uri!r}: more than {MAX_REDIRECTS} redirects")

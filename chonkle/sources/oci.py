@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from chonkle import remote
 from chonkle.errors import SourceError
+from chonkle.sources import net
 
 WASM_MEDIA_TYPE = "application/wasm"
 MANIFEST_TYPES = [
@@ -84,7 +84,7 @@ def insecure_allowed(registry: str) -> bool:
         return False
 
 
-def fetch_oci(uri: str, sink: BinaryIO, progress: remote.Progress | None = None) -> None:
+def fetch_oci(uri: str, sink: BinaryIO, progress: net.Progress | None = None) -> None:
     ref = parse_oci_uri(uri)
     schemes = ["https", "http"] if insecure_allowed(ref.registry) else ["https"]
     last: Exception | None = None
@@ -105,7 +105,7 @@ def _client(ref: OciReference, scheme: str) -> Any:
     import oras.provider
     import requests
 
-    timeout = (remote.connect_timeout(), remote.read_timeout())
+    timeout = (net.connect_timeout(), net.read_timeout())
 
     class TimeoutSession(requests.Session):
         def request(self, *args: Any, **kwargs: Any) -> Any:
@@ -129,7 +129,7 @@ def _request(client: Any, url: str, headers: dict | None = None, stream: bool = 
     import requests
 
     do_request = getattr(type(client).do_request, "__wrapped__", type(client).do_request)
-    attempts = remote.retries() + 1
+    attempts = net.retries() + 1
     for attempt in range(attempts):
         try:
             response = do_request(client, url, "GET", headers=dict(headers or {}), stream=stream)
@@ -141,12 +141,12 @@ def _request(client: Any, url: str, headers: dict | None = None, stream: bool = 
         else:
             if response.status_code < 500 or attempt + 1 == attempts:
                 return response
-        time.sleep(remote.backoff(attempt))
+        time.sleep(net.backoff(attempt))
     raise AssertionError("unreachable")
 
 
 def _fetch(uri: str, ref: OciReference, scheme: str, sink: BinaryIO,
-           progress: remote.Progress | None) -> None:
+           progress: net.Progress | None) -> None:
     client = _client(ref, scheme)
     container = client.get_container(ref.target)
     response = _request(client, f"{client.prefix}://{container.manifest_url()}",
@@ -172,7 +172,7 @@ def _fetch(uri: str, ref: OciReference, scheme: str, sink: BinaryIO,
                               f"{layer['digest']}")
         sink.seek(0)
         sink.truncate()
-        remote.copy_limited(blob.iter_content(chunk_size=65536), sink, uri, layer.get("size"),
+        net.copy_limited(blob.iter_content(chunk_size=65536), sink, uri, layer.get("size"),
                             progress)
     sink.seek(0)
     actual = "sha256:" + hashlib.sha256(sink.read()).hexdigest()

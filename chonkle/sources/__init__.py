@@ -9,17 +9,15 @@ hand unverified bytes to an engine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from chonkle.cache import ModuleCache, check_digest, env_flag
 from chonkle.errors import SourceError
-from chonkle.remote import Progress
-
-SHIPPED_PACKAGE = "chonkle.wasm"
-
+from chonkle.sources.cache import ModuleCache, check_digest, env_flag
+from chonkle.sources.file import fetch_file, file_uri_path
+from chonkle.sources.net import Progress
+from chonkle.sources.shipped import shipped_codecs, shipped_module, shipped_module_path
 
 REQUIRE_DIGEST_ENV = "CHONKLE_REQUIRE_DIGEST"
 OFFLINE_ENV = "CHONKLE_OFFLINE"
@@ -71,75 +69,19 @@ def _fetch_remote(uri: str, scheme: str, sha256: str | None, progress: Progress 
     return data
 
 
-def shipped_codecs() -> list[str]:
-    """Names of the Wasm codecs that ship inside the chonkle package."""
-    return sorted(
-        entry.name[: -len(".wasm")]
-        for entry in resources.files(SHIPPED_PACKAGE).iterdir()
-        if entry.name.endswith(".wasm")
-    )
-
-
-def shipped_module(name: str) -> bytes:
-    resource = resources.files(SHIPPED_PACKAGE) / f"{name}.wasm"
-    if not resource.is_file():
-        raise SourceError(
-            f'no "uri" given and chonkle ships no Wasm codec named {name!r} '
-            f"(shipped: {', '.join(shipped_codecs()) or 'none'})"
-        )
-    return resource.read_bytes()
-
-
-def shipped_module_path(name: str) -> Path:
-    """Filesystem path of a shipped codec (for ``file://`` URIs in examples and tests)."""
-    return Path(str(resources.files(SHIPPED_PACKAGE) / f"{name}.wasm"))
-
-
-def file_uri_path(uri: str, base_dir: Path | None) -> Path:
-    """The path a ``file:`` URI names.
-
-    ``file:///abs/x.wasm`` is absolute; ``file:x.wasm``, ``file:./x.wasm`` and
-    ``file://./x.wasm`` are relative to the pipeline file's folder (or, for a
-    pipeline given as a dict, the current directory).
-    """
-    parts = urlsplit(uri)
-    if parts.netloc in ("", "localhost"):
-        raw = parts.path
-    else:  # file://./x.wasm or file://codecs/x.wasm: the "host" is the first path segment
-        raw = parts.netloc + parts.path
-    if not raw:
-        raise SourceError(f"{uri!r} names no file")
-    path = Path(unquote(raw))
-    if not path.is_absolute():
-        path = (base_dir or Path.cwd()) / path
-    return path
-
-
-def _fetch_file(uri: str, base_dir: Path | None) -> bytes:
-    path = file_uri_path(uri, base_dir)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise SourceError(f"{uri!r}: file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise SourceError(f"{uri!r}: {str(path)!r} is a directory, not a .wasm file") from None
-    except OSError as exc:
-        raise SourceError(f"{uri!r}: cannot read {str(path)!r}: {exc.strerror}") from exc
-
-
 def _fetch_https(uri: str, sink: BinaryIO, progress: Progress | None) -> None:
-    from chonkle.https_source import fetch_https  # httpx is imported only when needed
+    from chonkle.sources.https import fetch_https  # httpx is imported only when needed
 
     fetch_https(uri, sink, progress)
 
 
 def _fetch_oci(uri: str, sink: BinaryIO, progress: Progress | None) -> None:
-    from chonkle.oci_source import fetch_oci  # oras is imported only when needed
+    from chonkle.sources.oci import fetch_oci  # oras is imported only when needed
 
     fetch_oci(uri, sink, progress)
 
 
-LOCAL_FETCHERS: dict[str, Callable[[str, Path | None], bytes]] = {"file": _fetch_file}
+LOCAL_FETCHERS: dict[str, Callable[[str, Path | None], bytes]] = {"file": fetch_file}
 RemoteFetcher = Callable[[str, BinaryIO, "Progress | None"], None]
 REMOTE_FETCHERS: dict[str, RemoteFetcher] = {"https": _fetch_https, "oci": _fetch_oci}
 
@@ -149,3 +91,14 @@ def _unsupported_scheme_message(uri: str, scheme: str) -> str:
         return f"{uri!r}: plain http:// is refused; a codec is code, so fetch it over https://"
     supported = ", ".join(f"{s}://" for s in [*LOCAL_FETCHERS, *REMOTE_FETCHERS])
     return f"{uri!r}: unsupported URI scheme {scheme or '(none)'!r} (supported: {supported})"
+
+
+__all__ = [
+    "LOCAL_FETCHERS",
+    "REMOTE_FETCHERS",
+    "fetch_module",
+    "file_uri_path",
+    "shipped_codecs",
+    "shipped_module",
+    "shipped_module_path",
+]

@@ -9,9 +9,9 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
-from chonkle.abi import CodecInterface, module_pool
+from chonkle.engine.abi import CodecInterface, module_pool
+from chonkle.engine.registry import get_runtime
 from chonkle.errors import CodecError, SpecError, WasmAbiError
-from chonkle.runtime import get_runtime
 from chonkle.spec import StepSpec
 
 

@@ -17,8 +17,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-from chonkle.cache import cache_dir
-from chonkle.runtime import WasmEngine, WasmModule
+from chonkle.engine.protocol import WasmEngine, WasmModule
+from chonkle.sources.cache import cache_dir
 
 MAGIC = b"chonkle-compiled-v1\n"
 ENV = "CHONKLE_COMPILED_CACHE"

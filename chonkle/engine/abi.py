@@ -16,9 +16,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chonkle.compiled_cache import compile_cached
+from chonkle.engine.compiled_cache import compile_cached
+from chonkle.engine.protocol import (
+    FuncSignature,
+    ModuleInterface,
+    WasmEngine,
+    WasmInstance,
+    WasmModule,
+)
 from chonkle.errors import ChonkleError, CodecError, WasmAbiError
-from chonkle.runtime import FuncSignature, ModuleInterface, WasmEngine, WasmInstance, WasmModule
 
 Direction = str  # "encode" | "decode"
 DIRECTIONS: tuple[str, ...] = ("encode", "decode")

@@ -8,6 +8,7 @@ reactor, optimized, stripped, and byte-for-byte reproducible.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from chonkle.engine import config_schema
+from chonkle.engine.wasm_binary import append_custom_section
 from chonkle.errors import ChonkleError
 
 
@@ -46,13 +49,18 @@ def is_codec_dir(path: Path) -> bool:
     return path.is_dir() and (any(path.glob("*.c")) or (path / f"{path.name}.zig").is_file())
 
 
+SCHEMA_FILE = "config.schema.json"
+
+
 def build_codec(folder: Path, output: Path | None = None, include: Path | None = None) -> Path:
     """Compile `folder` into `output` (default: <folder>.wasm beside the folder).
 
     A folder holding <name>.zig is a Zig codec whose root is that file, with chonkle.zig
     importable as "chonkle"; otherwise all its .c files are compiled together, with the
-    support headers on the include path. The compiler writes into a temporary folder and
-    the finished module is then moved into place, so a failed build leaves nothing behind.
+    support headers on the include path. A `config.schema.json` in the folder is embedded as
+    the module's ``chonkle.config`` section, so pipelines are checked against it on load.
+    The compiler writes into a temporary folder and the finished module is then moved into
+    place, so a failed build leaves nothing behind.
     """
     folder = folder.resolve()
     if not is_codec_dir(folder):
@@ -60,6 +68,7 @@ def build_codec(folder: Path, output: Path | None = None, include: Path | None =
     if importlib.util.find_spec("ziglang") is None:
         raise BuildError("building codecs needs the ziglang package: pip install ziglang "
                          "(or chonkle[build])")
+    schema = _schema_section(folder / SCHEMA_FILE)
     include = (include or sdk_dir()).resolve()
     output = (output or folder.with_suffix(".wasm")).resolve()
     with tempfile.TemporaryDirectory() as scratch:
@@ -77,6 +86,21 @@ def build_codec(folder: Path, output: Path | None = None, include: Path | None =
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise BuildError(f"compiling {folder.name} failed:\n{result.stderr.strip()}")
+        if schema is not None:
+            built.write_bytes(append_custom_section(built.read_bytes(),
+                                                    config_schema.SECTION_NAME, schema))
         output.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(built), str(output))
     return output
+
+
+def _schema_section(path: Path) -> bytes | None:
+    """The folder's configuration schema, checked and minified, or None when there is none."""
+    if not path.is_file():
+        return None
+    payload = path.read_bytes()
+    try:
+        schema = config_schema.parse_schema(payload)
+    except config_schema.SchemaError as exc:
+        raise BuildError(f"{path}: {exc}") from None
+    return json.dumps(schema, separators=(",", ":"), sort_keys=True).encode("utf-8")

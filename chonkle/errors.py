@@ -42,3 +42,15 @@ class WasmTrap(CodecError):
 
 class RuntimeUnavailable(ChonkleError):
     """The requested Wasm engine is unknown, not installed, or cannot load on this Python."""
+
+
+class LimitExceeded(ChonkleError):
+    """A sandbox limit was reached: memory, output size, time, module size or spec size.
+
+    The message names the limit and the setting that raises it; the instance that hit it is
+    discarded, so the next call starts clean.
+    """
+
+
+class SettingError(ChonkleError, ValueError):
+    """An environment setting (CHONKLE_*) has a value chonkle cannot use."""

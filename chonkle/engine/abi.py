@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from chonkle import settings
+from chonkle.engine import config_schema
 from chonkle.engine.compiled_cache import compile_cached
 from chonkle.engine.protocol import (
     FuncSignature,
@@ -24,7 +27,8 @@ from chonkle.engine.protocol import (
     WasmInstance,
     WasmModule,
 )
-from chonkle.errors import ChonkleError, CodecError, WasmAbiError
+from chonkle.engine.wasm_binary import MalformedModule, custom_section
+from chonkle.errors import ChonkleError, CodecError, LimitExceeded, WasmAbiError
 
 Direction = str  # "encode" | "decode"
 DIRECTIONS: tuple[str, ...] = ("encode", "decode")
@@ -38,7 +42,10 @@ CODEC_SIGNATURE = FuncSignature(("i32", "i32", "i32", "i32"), ("i64",))
 OPTIONAL_FUNCTIONS: dict[str, FuncSignature] = {
     "_initialize": FuncSignature((), ()),  # WASI reactor constructor
     "last_error": FuncSignature((), ("i64",)),  # chonkle extension: packed ptr/len of a message
+    "set_output_limit": FuncSignature(("i32",), ()),  # chonkle extension: CHONKLE_MAX_OUTPUT
 }
+# The result (pointer 0, length 1): the codec refused to produce more than the output limit.
+LIMIT_RESULT = 1
 MAX_ERROR_MESSAGE = 4096
 # Linear memory never shrinks, so an instance that grew past this (a huge chunk, or a
 # decompression bomb) is dropped after the call instead of being kept for the next one.
@@ -47,16 +54,23 @@ MAX_RETAINED_MEMORY = 256 * 2**20
 
 @dataclass(frozen=True)
 class CodecInterface:
-    """What a checked module offers: its directions, and whether it needs WASI or a constructor."""
+    """What a checked module offers: its directions, whether it needs WASI or a constructor,
+    which chonkle extensions it implements, and the configuration schema it declares."""
 
     directions: frozenset[str]
     wasi: bool
     initialize: bool
     last_error: bool
+    output_limit: bool = False
+    config_schema: Mapping[str, Any] | None = None
 
 
-def check_interface(interface: ModuleInterface, step: str) -> CodecInterface:
-    """Verify a module follows the contract; raise :class:`WasmAbiError` naming what is off."""
+def check_interface(interface: ModuleInterface, step: str,
+                    wasm: bytes | None = None) -> CodecInterface:
+    """Verify a module follows the contract; raise :class:`WasmAbiError` naming what is off.
+
+    With the module's bytes, its declared configuration schema is read too.
+    """
     if "memory" not in interface.memories:
         raise WasmAbiError('module does not export its linear memory as "memory"', step=step)
     for name, signature in REQUIRED_FUNCTIONS.items():
@@ -80,7 +94,17 @@ def check_interface(interface: ModuleInterface, step: str) -> CodecInterface:
             step=step,
         )
     return CodecInterface(directions, bool(interface.imports), present["_initialize"],
-                          present["last_error"])
+                          present["last_error"], present["set_output_limit"],
+                          None if wasm is None else _declared_schema(wasm, step))
+
+
+def _declared_schema(wasm: bytes, step: str) -> Mapping[str, Any] | None:
+    try:
+        payload = custom_section(wasm, config_schema.SECTION_NAME)
+        return None if payload is None else config_schema.parse_schema(payload)
+    except (MalformedModule, config_schema.SchemaError) as exc:
+        raise WasmAbiError(f"invalid {config_schema.SECTION_NAME} section: {exc}",
+                           step=step) from None
 
 
 def _check_function(interface: ModuleInterface, name: str, expected: FuncSignature,
@@ -121,7 +145,7 @@ def module_pool(engine: WasmEngine, wasm: bytes, step: str) -> tuple[CodecInterf
                 except ChonkleError as exc:
                     exc.step = exc.step or step
                     raise
-                codec = check_interface(module.interface, step)
+                codec = check_interface(module.interface, step, wasm)
                 found = _pools[key] = (codec, InstancePool(module, codec))
     return found
 
@@ -134,6 +158,9 @@ class CodecInstance:
         self._instance: WasmInstance = module.instantiate(wasi=codec.wasi)
         if codec.initialize:
             self._instance.function("_initialize")()
+        self._set_output_limit = (self._instance.function("set_output_limit")
+                                  if codec.output_limit else None)
+        self._output_limit = -1  # what the module was last told
         self._alloc = self._instance.function("alloc")
         self._dealloc = self._instance.function("dealloc")
         self._last_error = self._instance.function("last_error") if codec.last_error else None
@@ -152,6 +179,10 @@ class CodecInstance:
         self.healthy = False
         self.memory_size = 0  # linear memory after the call, once known
         function = self._codec_functions[direction]
+        limit = settings.max_output()
+        if self._set_output_limit is not None and limit != self._output_limit:
+            self._set_output_limit(limit)
+            self._output_limit = limit
         in_len, cfg_len = len(data), len(config)
         in_size = max(in_len, 1)  # an empty input still gets a real, freeable pointer
         in_ptr = self._allocate(in_size, "input")
@@ -166,14 +197,27 @@ class CodecInstance:
         self._dealloc(cfg_ptr, cfg_len)
         self._dealloc(in_ptr, in_size)
         out_ptr, out_len = packed >> 32, packed & 0xFFFF_FFFF
-        if out_ptr == 0 and out_len == 0:
+        if out_ptr == 0 and out_len in (0, LIMIT_RESULT):
             self.memory_size = len(self._instance.memory())  # a failed decode may have grown it
             detail = self._error_detail()
             self.healthy = True
+            if out_len == LIMIT_RESULT:
+                raise LimitExceeded(f"{direction} stopped: the output would exceed "
+                                    f"{settings.MAX_OUTPUT}={limit} bytes{detail}",
+                                    step=self._step)
             raise CodecError(f"{direction} failed{detail}", step=self._step)
+        if out_ptr == 0:
+            raise WasmAbiError(f"{direction} returned a null pointer with length {out_len}",
+                               step=self._step)
         memory = self._instance.memory()
         self.memory_size = len(memory)
         self._check_bounds(out_ptr, out_len, len(memory), f"{direction} output")
+        if out_len > limit:
+            self.healthy = True  # memory is intact: the output is simply too large
+            self._pending = (out_ptr, out_len)
+            self.release()
+            raise LimitExceeded(f"{direction} produced {out_len} bytes, over "
+                                f"{settings.MAX_OUTPUT}={limit} bytes", step=self._step)
         self._pending = (out_ptr, out_len)
         self.healthy = True
         return memory[out_ptr:out_ptr + out_len]

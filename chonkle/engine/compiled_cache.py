@@ -17,15 +17,15 @@ import stat
 import tempfile
 from pathlib import Path
 
+from chonkle import settings
 from chonkle.engine.protocol import WasmEngine, WasmModule
 from chonkle.sources.cache import cache_dir
 
 MAGIC = b"chonkle-compiled-v1\n"
-ENV = "CHONKLE_COMPILED_CACHE"
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return settings.compiled_cache_enabled()
 
 
 def compile_cached(engine: WasmEngine, wasm: bytes, digest: str) -> WasmModule:

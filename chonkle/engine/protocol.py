@@ -10,12 +10,9 @@ group ``chonkle.runtimes`` (see ``chonkle.engine.registry``).
 from __future__ import annotations
 
 import ctypes
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
-
-from chonkle.errors import RuntimeUnavailable
 
 
 @dataclass(frozen=True)
@@ -80,26 +77,6 @@ class WasmEngine(Protocol):
     def compile(self, wasm: bytes) -> WasmModule:
         """Validate and compile a module; raise :class:`chonkle.errors.CodecError` if invalid."""
         ...
-
-
-WASM_TIMEOUT_ENV = "CHONKLE_WASM_TIMEOUT"
-
-
-def wasm_timeout() -> float | None:
-    """Seconds a single call into Wasm may run before it is interrupted, if limited.
-
-    Off by default: interruption checks cost 10-20% of Wasm speed on wasmtime. Turn it on
-    for modules you do not trust; wasmer's Python bindings cannot interrupt Wasm at all.
-    """
-    value = os.environ.get(WASM_TIMEOUT_ENV, "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise RuntimeUnavailable(f"{WASM_TIMEOUT_ENV}={value!r} is not a number of "
-                                 "seconds") from None
-    return seconds if seconds > 0 else None
 
 
 # Optional, for the on-disk compiled-code cache (chonkle.compiled_cache): an engine may offer

@@ -7,18 +7,18 @@ to install.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
+from chonkle import settings
 from chonkle.engine.protocol import WasmEngine
 from chonkle.errors import ChonkleError, RuntimeUnavailable
 
 ENTRY_POINT_GROUP = "chonkle.runtimes"
 DEFAULT_RUNTIME = "wasmtime"
-RUNTIME_ENV_VAR = "CHONKLE_RUNTIME"
+RUNTIME_ENV_VAR = settings.RUNTIME
 
 # What to tell a user who asks for an engine that is not installed (fsspec-style).
 INSTALL_HINTS: dict[str, str] = {
@@ -45,7 +45,7 @@ def installed_runtimes() -> list[str]:
 
 def resolve_runtime_name(name: str | None = None) -> str:
     """The engine name to use: the explicit one, else ``$CHONKLE_RUNTIME``, else the default."""
-    return name or os.environ.get(RUNTIME_ENV_VAR) or DEFAULT_RUNTIME
+    return name or settings.runtime_name() or DEFAULT_RUNTIME
 
 
 def get_runtime(name: str | None = None) -> WasmEngine:

@@ -9,6 +9,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
+from chonkle.engine import config_schema
 from chonkle.engine.abi import CodecInterface, module_pool
 from chonkle.engine.registry import get_runtime
 from chonkle.errors import CodecError, SpecError, WasmAbiError
@@ -38,6 +39,11 @@ class WasmCodec(Codec):
         self.runtime = engine.name
         self.interface: CodecInterface
         self.interface, self._pool = module_pool(engine, wasm, step.label)
+        if self.interface.config_schema is not None:
+            try:
+                config_schema.validate(step.configuration, self.interface.config_schema)
+            except config_schema.ConfigInvalid as exc:
+                raise SpecError(f"configuration {exc}", step=step.label) from None
 
     def with_runtime(self, runtime: str | None) -> WasmCodec:
         """The same step on another engine (its compiled module is cached per engine)."""

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+from chonkle import settings
 from chonkle.errors import SourceError
-from chonkle.sources.cache import ModuleCache, check_digest, env_flag
+from chonkle.sources.cache import ModuleCache, check_digest
 from chonkle.sources.file import fetch_file, file_uri_path
 from chonkle.sources.net import Progress
 from chonkle.sources.shipped import shipped_codecs, shipped_module, shipped_module_path
 
-REQUIRE_DIGEST_ENV = "CHONKLE_REQUIRE_DIGEST"
-OFFLINE_ENV = "CHONKLE_OFFLINE"
-FORCE_DOWNLOAD_ENV = "CHONKLE_FORCE_DOWNLOAD"
+REQUIRE_DIGEST_ENV = settings.REQUIRE_DIGEST
+OFFLINE_ENV = settings.OFFLINE
 
 
 def fetch_module(uri: str | None, name: str, *, base_dir: Path | None,
@@ -33,7 +33,7 @@ def fetch_module(uri: str | None, name: str, *, base_dir: Path | None,
     """
     if uri is None:
         return _verified(shipped_module(name), sha256, f"shipped codec {name!r}")
-    if sha256 is None and env_flag(REQUIRE_DIGEST_ENV):
+    if sha256 is None and settings.require_digest():
         raise SourceError(f'{uri!r}: {REQUIRE_DIGEST_ENV}=1 and the step pins no "sha256"')
     scheme = urlsplit(uri).scheme.lower()
     if scheme in LOCAL_FETCHERS:
@@ -50,7 +50,7 @@ def _verified(wasm: bytes, sha256: str | None, where: str) -> bytes:
 
 def _fetch_remote(uri: str, scheme: str, sha256: str | None, progress: Progress | None) -> bytes:
     cache = ModuleCache()
-    force = env_flag(FORCE_DOWNLOAD_ENV)
+    force = settings.force_download()
     if not force:
         if sha256 is not None:  # content-addressed: any URI that delivered these bytes will do
             pinned = cache.blob(sha256)
@@ -59,7 +59,7 @@ def _fetch_remote(uri: str, scheme: str, sha256: str | None, progress: Progress 
         hit = cache.lookup(uri)
         if hit is not None and sha256 in (None, hit[1]):
             return hit[0]
-    if env_flag(OFFLINE_ENV):
+    if settings.offline():
         raise SourceError(f"{uri!r} is not in the cache ({cache.root}) and {OFFLINE_ENV}=1 "
                           "forbids downloading; warm the cache with `chonkle cache fetch "
                           "PIPELINE` while online")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from chonkle import settings
 from chonkle.errors import SourceError
 
 try:
@@ -34,12 +35,10 @@ try:
 except ImportError:  # Windows: downloads stay atomic, but are not deduplicated across processes
     fcntl = None
 
-CACHE_DIR_ENV = "CHONKLE_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    configured = os.environ.get(CACHE_DIR_ENV)
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / "chonkle" / "wasm"
+    return settings.cache_root() or Path(tempfile.gettempdir()) / "chonkle" / "wasm"
 
 
 def check_digest(data: bytes, expected: str | None, where: str) -> str:
@@ -50,9 +49,6 @@ def check_digest(data: bytes, expected: str | None, where: str) -> str:
                           f"{expected}; refusing to run it")
     return actual
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import BinaryIO
 
+from chonkle import settings
 from chonkle.errors import SourceError
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
 
-DEFAULT_MAX_MODULE_SIZE = 64 * 2**20
-
-
-def _number(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise SourceError(f"{name}={value!r} is not a number") from None
-
-
 def max_module_size() -> int:
-    return int(_number("CHONKLE_MAX_MODULE_SIZE", DEFAULT_MAX_MODULE_SIZE))
+    return settings.max_module_size()
 
 
 def read_timeout() -> float:
-    return _number("CHONKLE_HTTP_TIMEOUT", 30.0)
+    return settings.http_timeout()
 
 
 def connect_timeout() -> float:
@@ -36,7 +23,7 @@ def connect_timeout() -> float:
 
 
 def retries() -> int:
-    return int(_number("CHONKLE_HTTP_RETRIES", 3))
+    return settings.http_retries()
 
 
 def backoff(attempt: int) -> float:

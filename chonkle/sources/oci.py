@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from chonkle import settings
 from chonkle.errors import SourceError
 from chonkle.sources import net
 
@@ -75,7 +76,7 @@ def _host(registry: str) -> str:
 
 def insecure_allowed(registry: str) -> bool:
     host = _host(registry)
-    listed = {h.strip() for h in os.environ.get("CHONKLE_INSECURE_REGISTRIES", "").split(",")}
+    listed = settings.insecure_registries()
     if registry in listed or host in listed or host == "localhost":
         return True
     try:

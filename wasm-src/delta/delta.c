@@ -192,7 +192,7 @@ static int64_t run(int decode, const uint8_t *input, uint32_t length, const uint
                             in_type.size);
     size_t n = length / in_type.size;
     uint64_t out_length = (uint64_t)n * out_type.size;
-    if (out_length > CHONKLE_MAX_OUTPUT) return chonkle_fail("output would exceed 2 GiB");
+    if (out_length > chonkle_output_limit) return chonkle_fail_limit(out_length);
     uint8_t *out = malloc(out_length ? (size_t)out_length : 1);
     if (!out) return chonkle_fail("out of memory for %llu output bytes", (unsigned long long)out_length);
     if (!typed(decode, input, out, n, d, a)) (decode ? decode_values : encode_values)(input, out, n, d, a);

@@ -1,7 +1,7 @@
 //! chonkle.zig: everything a Zig codec needs to meet the chonkle Wasm codec contract.
 //!
 //! Import it from the codec's root file and reference it once (`comptime { _ = chonkle; }`)
-//! so its exports are emitted: alloc, dealloc and last_error. Then export `encode` and/or
+//! so its exports are emitted: alloc, dealloc, last_error and set_output_limit. Then export `encode` and/or
 //! `decode` with the contract's signature, building results with `result` and failures with
 //! `fail`, and reading the configuration with `configInt`. See docs/wasm-codec-contract.md.
 const std = @import("std");
@@ -48,6 +48,21 @@ pub fn result(output: []u8) i64 {
 pub fn allocOutput(len: usize) ![]u8 {
     const bytes = try allocator.alloc(u8, backing(len));
     return bytes[0..len];
+}
+
+/// The most bytes one call may return, set by the host (CHONKLE_MAX_OUTPUT, 1 GiB by default)
+/// right after instantiation. Check output sizes against it before allocating.
+pub var output_limit: u32 = 1 << 30;
+
+export fn set_output_limit(limit: i32) void {
+    output_limit = @bitCast(limit);
+}
+
+/// The output would pass `output_limit`: record it and return the limit failure value
+/// (pointer 0, length 1), which the host reports as LimitExceeded.
+pub fn failLimit(size: u64) i64 {
+    _ = fail("output of {d} bytes would exceed the limit of {d} bytes", .{ size, output_limit });
+    return 1;
 }
 
 /// Record why the call failed and return the failure value (pointer 0, length 0).

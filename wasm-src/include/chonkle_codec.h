@@ -1,8 +1,11 @@
 /* chonkle_codec.h: everything a C codec needs to meet the chonkle Wasm codec contract.
  *
- * Include it in the codec's .c file. It exports alloc, dealloc and last_error, and gives you:
+ * Include it in the codec's .c file. It exports alloc, dealloc, last_error and set_output_limit,
+ * and gives you:
  *   - chonkle_result(ptr, len): pack an output buffer into the i64 return value;
  *   - chonkle_fail(fmt, ...): record a message for the host and return the failure value;
+ *   - chonkle_fail_limit(size): the failure value for an output larger than the host allows;
+ *   - chonkle_output_limit: the most bytes one call may return (set by the host);
  *   - chonkle_config_int(...): read an integer field from the JSON configuration.
  * Then define encode and/or decode with CHONKLE_EXPORT. See docs/wasm-codec-contract.md.
  */
@@ -19,17 +22,25 @@
 /* Helpers a codec may not use all of: no unused-function warnings for them. */
 #define CHONKLE_HELPER static __attribute__((unused))
 
-/* Output size no codec should ever produce: a guard against runaway decoders. */
-#define CHONKLE_MAX_OUTPUT ((uint32_t)0x7FFFFFFF)
+/* The most bytes one call may return. The host sets it right after instantiation through the
+ * optional export set_output_limit (from CHONKLE_MAX_OUTPUT, 1 GiB by default); check sizes
+ * against it before allocating, so a decompression bomb stops near the limit, not past it. */
+#define CHONKLE_DEFAULT_OUTPUT_LIMIT ((uint32_t)1 << 30)
 
 /* A codec of several .c files defines CHONKLE_SECONDARY_FILE before including this header in
  * all but one of them, so the exports and the error message buffer exist exactly once. */
 extern char chonkle_error_text[512];
 extern uint32_t chonkle_error_length;
+extern uint32_t chonkle_output_limit;
 
 #ifndef CHONKLE_SECONDARY_FILE
 char chonkle_error_text[512];
 uint32_t chonkle_error_length;
+uint32_t chonkle_output_limit = CHONKLE_DEFAULT_OUTPUT_LIMIT;
+
+CHONKLE_EXPORT(set_output_limit) void chonkle_set_output_limit(uint32_t limit) {
+    chonkle_output_limit = limit;
+}
 
 CHONKLE_EXPORT(alloc) void *chonkle_alloc(int32_t size) {
     return malloc(size > 0 ? (size_t)size : 1);
@@ -78,6 +89,18 @@ __attribute__((format(printf, 1, 2))) CHONKLE_HELPER int64_t chonkle_fail(const 
     if ((size_t)n >= sizeof chonkle_error_text) n = sizeof chonkle_error_text - 1;
     chonkle_error_length = (uint32_t)n;
     return 0;
+}
+
+/* The output would be larger than chonkle_output_limit: record it and return the limit
+ * failure value (pointer 0, length 1), which the host reports as LimitExceeded. `size` is
+ * what the output would need, when known (0 when not). */
+CHONKLE_HELPER int64_t chonkle_fail_limit(uint64_t size) {
+    if (size)
+        chonkle_fail("output of %llu bytes would exceed the limit of %u bytes",
+                     (unsigned long long)size, chonkle_output_limit);
+    else
+        chonkle_fail("output would exceed the limit of %u bytes", chonkle_output_limit);
+    return 1;
 }
 
 /* ---- Reading the JSON configuration -------------------------------------------------
@@ -186,8 +209,10 @@ CHONKLE_HELPER chonkle_lookup chonkle_config_int(const uint8_t *config, uint32_t
     if (p >= value.end || *p < '0' || *p > '9') return CHONKLE_INVALID;
     uint64_t magnitude = 0;
     while (p < value.end && *p >= '0' && *p <= '9') {
-        magnitude = magnitude * 10 + (uint64_t)(*p++ - '0');
-        if (magnitude > (uint64_t)INT64_MAX) return CHONKLE_INVALID;
+        uint64_t digit = (uint64_t)(*p++ - '0');
+        /* checked before multiplying, so a huge number is refused, never wrapped */
+        if (magnitude > ((uint64_t)INT64_MAX - digit) / 10) return CHONKLE_INVALID;
+        magnitude = magnitude * 10 + digit;
     }
     if (p < value.end && strchr(",} \t\r\n", *p) == NULL) return CHONKLE_INVALID; /* 2.5, 1e3 */
     *out = negative ? -(int64_t)magnitude : (int64_t)magnitude;

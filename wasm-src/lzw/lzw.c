@@ -20,7 +20,7 @@ typedef struct {
 static int reserve(buffer *b, size_t extra) {
     if (b->length + extra <= b->capacity) return 1;
     size_t capacity = b->capacity * 2 > b->length + extra ? b->capacity * 2 : b->length + extra;
-    if (capacity > CHONKLE_MAX_OUTPUT) capacity = CHONKLE_MAX_OUTPUT;
+    if (capacity > chonkle_output_limit) capacity = chonkle_output_limit;
     if (b->length + extra > capacity) return 0;
     uint8_t *grown = realloc(b->data, capacity);
     if (!grown) return 0;
@@ -97,7 +97,7 @@ CHONKLE_EXPORT(encode) int64_t encode(const uint8_t *input, uint32_t length, con
     static uint16_t codes[SLOTS];
     /* worst case: one 12-bit code per byte, plus clear codes and the end code */
     uint64_t bound = (uint64_t)length * 3 / 2 + (length / 4000 + 2) * 2 + 8;
-    if (bound > CHONKLE_MAX_OUTPUT) return chonkle_fail("output would exceed 2 GiB");
+    if (bound > chonkle_output_limit) return chonkle_fail_limit(bound);
     uint8_t *out = malloc(bound), *at = out;
     if (!out) return chonkle_fail("out of memory");
     uint64_t bits = 0;

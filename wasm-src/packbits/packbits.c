@@ -23,7 +23,7 @@ CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, con
             size += 1u - n, i++;
         }
     }
-    if (size > CHONKLE_MAX_OUTPUT) return chonkle_fail("output would exceed 2 GiB");
+    if (size > chonkle_output_limit) return chonkle_fail_limit(size);
     /* Runs are at most 128 bytes: copy and fill them in 16-byte steps, into 16 bytes of slack
      * (a variable-size memcpy or memset would be a memory.copy or memory.fill call). */
     uint8_t *out = malloc(size + 16), *at = out;
@@ -54,7 +54,7 @@ CHONKLE_EXPORT(encode) int64_t encode(const uint8_t *input, uint32_t length, con
                                       uint32_t config_length) {
     (void)config, (void)config_length;
     uint64_t bound = (uint64_t)length + (length + 127) / 128;
-    if (bound > CHONKLE_MAX_OUTPUT) return chonkle_fail("output would exceed 2 GiB");
+    if (bound > chonkle_output_limit) return chonkle_fail_limit(bound);
     uint8_t *out = malloc(bound ? bound : 1), *at = out, *literal = NULL;
     if (!out) return chonkle_fail("out of memory for %llu output bytes", (unsigned long long)bound);
     for (uint32_t i = 0; i < length;) {

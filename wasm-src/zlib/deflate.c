@@ -269,7 +269,7 @@ int64_t deflate_zlib(const uint8_t *input, uint32_t length, int level) {
     if (!have_codes) init_codes(), have_codes = 1;
     /* stored blocks are the worst case of write_block's choice */
     uint64_t bound = (uint64_t)length + 5 * ((uint64_t)length / 16384 + 1) + 64;
-    if (bound > CHONKLE_MAX_OUTPUT) return chonkle_fail("output would exceed 2 GiB");
+    if (bound > chonkle_output_limit) return chonkle_fail_limit(bound);
     bit_writer w = {malloc((size_t)bound), NULL, 0, 0};
     if (!w.out) return chonkle_fail("out of memory");
     w.at = w.out;

@@ -16,8 +16,9 @@ import warnings
 from collections.abc import Callable
 from importlib.metadata import version
 
-from chonkle.engine.protocol import FuncSignature, ModuleInterface, linear_memory_view, wasm_timeout
+from chonkle.engine.protocol import FuncSignature, ModuleInterface, linear_memory_view
 from chonkle.errors import CodecError, RuntimeUnavailable, WasmTrap
+from chonkle.settings import wasm_timeout
 
 try:
     import wasmer

@@ -21,8 +21,9 @@ from importlib.metadata import version
 import wasmtime
 from wasmtime import _bindings as ffi
 
-from chonkle.engine.protocol import FuncSignature, ModuleInterface, linear_memory_view, wasm_timeout
+from chonkle.engine.protocol import FuncSignature, ModuleInterface, linear_memory_view
 from chonkle.errors import CodecError, WasmTrap
+from chonkle.settings import wasm_timeout
 
 
 def _raw(symbol: str, restype: type, nargs: int) -> ctypes._CFuncPtr:

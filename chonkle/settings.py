@@ -1,0 +1,161 @@
+"""Every setting chonkle reads from the environment, in one place.
+
+Settings are read when used, not at import, so a test or a long-lived process can change
+them. A malformed value is a :class:`chonkle.errors.SettingError` naming the variable; a
+limit is never silently switched off by a typo. Each limit is on by default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from chonkle.errors import SettingError
+
+GiB = 2**30
+MiB = 2**20
+
+RUNTIME = "CHONKLE_RUNTIME"
+CACHE_DIR = "CHONKLE_CACHE_DIR"
+OFFLINE = "CHONKLE_OFFLINE"
+FORCE_DOWNLOAD = "CHONKLE_FORCE_DOWNLOAD"
+REQUIRE_DIGEST = "CHONKLE_REQUIRE_DIGEST"
+INSECURE_REGISTRIES = "CHONKLE_INSECURE_REGISTRIES"
+COMPILED_CACHE = "CHONKLE_COMPILED_CACHE"
+WASM_TIMEOUT = "CHONKLE_WASM_TIMEOUT"
+MAX_MEMORY = "CHONKLE_MAX_MEMORY"
+MAX_OUTPUT = "CHONKLE_MAX_OUTPUT"
+MAX_MODULE_SIZE = "CHONKLE_MAX_MODULE_SIZE"
+HTTP_TIMEOUT = "CHONKLE_HTTP_TIMEOUT"
+HTTP_RETRIES = "CHONKLE_HTTP_RETRIES"
+HTTP_DEADLINE = "CHONKLE_HTTP_DEADLINE"
+ALLOW_CODECS = "CHONKLE_ALLOW_CODECS"
+
+DEFAULT_MAX_MEMORY = 1 * GiB
+DEFAULT_MAX_OUTPUT = 1 * GiB
+DEFAULT_MAX_MODULE_SIZE = 64 * MiB
+# Linear memory is 32-bit: no call can hold or return more than this.
+WASM32_LIMIT = 4 * GiB - 64 * 1024
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def flag(name: str, default: bool = False) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise SettingError(f"{name}={value!r} is not a yes/no value (use 1 or 0)")
+
+
+def number(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        parsed = float(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r} is not a number") from None
+    if not parsed >= minimum or parsed == float("inf"):
+        raise SettingError(f"{name}={value!r} must be a finite number of at least {minimum:g}")
+    return parsed
+
+
+_UNITS = {"": 1, "k": 1024, "kib": 1024, "m": MiB, "mib": MiB, "g": GiB, "gib": GiB}
+
+
+def size(name: str, default: int, *, maximum: int | None = None) -> int:
+    """A size in bytes: a plain integer, or with a binary unit (``512MiB``, ``2G``)."""
+    value = _raw(name)
+    if value is None:
+        return default
+    digits = value.rstrip("kKmMgGiIbB ")
+    unit = value[len(digits):].strip().lower()
+    try:
+        parsed = int(digits) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise SettingError(f"{name}={value!r} is not a size in bytes (such as 1073741824 or "
+                           "1GiB)") from None
+    if parsed < 1:
+        raise SettingError(f"{name}={value!r} must be at least 1 byte")
+    if maximum is not None and parsed > maximum:
+        raise SettingError(f"{name}={value!r} is over the most chonkle can use ({maximum} "
+                           "bytes)")
+    return parsed
+
+
+def runtime_name() -> str | None:
+    return _raw(RUNTIME)
+
+
+def cache_root() -> Path | None:
+    """``CHONKLE_CACHE_DIR`` if set (the default is chosen by chonkle.sources.cache)."""
+    value = _raw(CACHE_DIR)
+    return Path(value).expanduser() if value else None
+
+
+def offline() -> bool:
+    return flag(OFFLINE)
+
+
+def force_download() -> bool:
+    return flag(FORCE_DOWNLOAD)
+
+
+def require_digest() -> bool:
+    return flag(REQUIRE_DIGEST)
+
+
+def compiled_cache_enabled() -> bool:
+    return flag(COMPILED_CACHE, default=True)
+
+
+def insecure_registries() -> set[str]:
+    return {h.strip() for h in (_raw(INSECURE_REGISTRIES) or "").split(",") if h.strip()}
+
+
+def wasm_timeout() -> float | None:
+    """Seconds one call into Wasm may run; ``0`` or unset turns the limit off."""
+    seconds = number(WASM_TIMEOUT, 0.0)
+    return seconds if seconds > 0 else None
+
+
+def max_memory() -> int:
+    """Bytes of linear memory one instance may hold (1 GiB by default)."""
+    return size(MAX_MEMORY, DEFAULT_MAX_MEMORY, maximum=4 * GiB)
+
+
+def max_output() -> int:
+    """Bytes one call into a codec may produce (1 GiB by default)."""
+    return size(MAX_OUTPUT, DEFAULT_MAX_OUTPUT, maximum=WASM32_LIMIT)
+
+
+def max_module_size() -> int:
+    return size(MAX_MODULE_SIZE, DEFAULT_MAX_MODULE_SIZE)
+
+
+def http_timeout() -> float:
+    return number(HTTP_TIMEOUT, 30.0, minimum=0.001)
+
+
+def http_retries() -> int:
+    return int(number(HTTP_RETRIES, 3))
+
+
+def http_deadline() -> float:
+    """Seconds one download may take in all, retries included (300 by default)."""
+    return number(HTTP_DEADLINE, 300.0, minimum=0.001)
+
+
+def allowed_codecs() -> frozenset[str]:
+    """numcodecs codecs allowed beyond the built-in list of data codecs."""
+    return frozenset(n.strip() for n in (_raw(ALLOW_CODECS) or "").split(",") if n.strip())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import wasmtime
+from conftest import raster_of
 
+import chonkle
 from chonkle import Pipeline
 
 # Returns its input buffer (a bump allocator makes that safe here): zero work in Wasm.
@@ -34,3 +36,27 @@ def test_identity_step(benchmark, tmp_path, engine: str) -> None:
                                        "uri": path.as_uri()}]}, runtime=engine).codecs[0]
     data = np.arange(4096, dtype=np.uint8)
     assert np.array_equal(benchmark(codec.decode, data), data)
+
+
+PREDICTOR_STEPS = [{"name": "tiff_predictor_2", "type": "wasm",
+                    "configuration": {"bytes_per_sample": 2, "width": 64}}]
+
+
+@pytest.mark.benchmark(group="one Wasm step on 4 KiB: prebuilt Pipeline.decode")
+def test_prebuilt_pipeline(benchmark, engine: str) -> None:
+    """The reference for the row below: the pipeline built once, outside the timing."""
+    if engine == "native":
+        pytest.skip("compares two ways of calling the same Wasm step")
+    pipeline = Pipeline.load(PREDICTOR_STEPS, runtime=engine)
+    chunk = raster_of(4096, width=64).tobytes()
+    assert benchmark(pipeline.decode, chunk).nbytes == 4096
+
+
+@pytest.mark.benchmark(group="one Wasm step on 4 KiB: decode(chunk, list of dicts)")
+def test_decode_with_a_list_of_dicts(benchmark, engine: str) -> None:
+    """The original API, called per chunk with the spec as dicts: a memoized build."""
+    if engine == "native":
+        pytest.skip("compares two ways of calling the same Wasm step")
+    chunk = raster_of(4096, width=64).tobytes()
+    steps = [dict(step) for step in PREDICTOR_STEPS]
+    assert benchmark(chonkle.decode, chunk, steps, runtime=engine).nbytes == 4096

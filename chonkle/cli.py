@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
-import os
+import json
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -17,10 +17,11 @@ import numpy as np
 from chonkle import __version__
 from chonkle.engine.registry import RUNTIME_ENV_VAR, resolve_runtime_name, runtime_statuses
 from chonkle.errors import ChonkleError
+from chonkle.files import atomic_write
 from chonkle.pipeline import Pipeline
 from chonkle.sources import fetch_module
 from chonkle.sources.cache import ModuleCache
-from chonkle.spec import load_pipeline_spec
+from chonkle.spec import load_pipeline_spec, read_pipeline_document, rebase_file_uris
 
 
 class CliError(ChonkleError):
@@ -33,10 +34,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ChonkleError as exc:
-        print(f"chonkle: error: {exc}", file=sys.stderr)
+        print(_error_line(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _error_line(exc: ChonkleError) -> str:
+    """``chonkle: error: <message>``, on one line; details a message carries on further lines
+    (a compiler's output) follow it, indented."""
+    first, *details = str(exc).strip().splitlines() or [type(exc).__name__]
+    first = first.removeprefix("error: ").removeprefix("Error: ")
+    return "\n".join([f"chonkle: error: {first}", *(f"  {line}" for line in details)])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     encode.add_argument("array", type=Path, metavar="IN.npy")
     encode.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
                         help="where to write the encoded chunk")
-    encode.add_argument("--pipeline", type=Path, help="pipeline JSON (default: OUT.json)")
+    encode.add_argument("--pipeline", type=Path,
+                        help="pipeline JSON (default: OUT.json); saved as OUT.json unless "
+                             "that exists")
+    encode.add_argument("--no-sidecar", action="store_true",
+                        help="do not save the pipeline as OUT.json")
     encode.add_argument("--runtime", help=runtime_help)
     encode.set_defaults(handler=_encode)
 
@@ -94,8 +107,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    chunk = _read_bytes(args.chunk, "the chunk to decode")
     pipeline = Pipeline.load(_sidecar(args.pipeline, args.chunk), runtime=args.runtime)
-    array = pipeline.decode(_read_bytes(args.chunk))
+    array = pipeline.decode(chunk)
     if args.output is not None:
         _write_atomically(args.output, lambda f: np.save(f, array, allow_pickle=False))
         print(f"wrote {args.output} ({_describe(array)})")
@@ -106,17 +120,52 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    pipeline = Pipeline.load(_sidecar(args.pipeline, args.output), runtime=args.runtime)
-    try:
-        array = np.load(args.array, allow_pickle=False)
-    except FileNotFoundError:
-        raise CliError(f"{args.array}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise CliError(f"{args.array}: not a readable .npy file ({exc})") from exc
+    array = _read_npy(args.array)
+    pipeline_path = _sidecar(args.pipeline, args.output)
+    pipeline = Pipeline.load(pipeline_path, runtime=args.runtime)
     chunk = pipeline.encode(array)
     _write_atomically(args.output, lambda f: f.write(chunk))
     print(f"wrote {args.output} ({len(chunk)} bytes from {_describe(array)})")
+    if args.pipeline is not None and not args.no_sidecar:
+        _write_sidecar(args.output, pipeline_path)
     return 0
+
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """The array in a .npy file; anything else is refused with what is expected instead."""
+    with _opened(path, "the array to encode") as file:
+        if file.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise CliError(f"{path}: not a .npy file; chonkle encode reads one array saved "
+                           "with numpy.save")
+        file.seek(0)
+        try:
+            return np.load(file, allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc):
+                raise CliError(f"{path}: the array holds Python objects; chonkle encodes "
+                               "arrays of numbers") from None
+            raise CliError(f"{path}: a damaged .npy file ({exc})") from exc
+        except OSError as exc:
+            raise CliError(f"{path}: a damaged .npy file ({exc})") from exc
+
+
+def _write_sidecar(output: Path, pipeline_path: Path) -> None:
+    """Save the pipeline as OUT.json, so `chonkle decode OUT` finds it; an existing sidecar
+    is never overwritten."""
+    sidecar = output.with_name(output.name + ".json")
+    document, base_dir = read_pipeline_document(pipeline_path)
+    text = json.dumps(rebase_file_uris(document, base_dir, output.resolve().parent),
+                      indent=2) + "\n"
+    if sidecar.exists():
+        if sidecar.resolve() != pipeline_path.resolve() and sidecar.read_text() != text:
+            print(f"note: kept the existing {sidecar}; decode {output} with --pipeline "
+                  f"{pipeline_path}", file=sys.stderr)
+        return
+    _write_atomically(sidecar, lambda f: f.write(text.encode("utf-8")))
+    print(f"wrote {sidecar} (its pipeline)")
 
 
 def _runtimes(args: argparse.Namespace) -> int:
@@ -202,31 +251,34 @@ def _sidecar(pipeline: Path | None, data_file: Path) -> Path:
     return path
 
 
-def _read_bytes(path: Path) -> bytes:
+@contextlib.contextmanager
+def _opened(path: Path, what: str) -> Iterator[IO[bytes]]:
     try:
-        return path.read_bytes()
+        file = open(path, "rb")  # noqa: SIM115 (closed below; errors are reported first)
     except FileNotFoundError:
-        raise CliError(f"{path}: no such file") from None
+        raise CliError(f"{path}: no such file ({what})") from None
+    except IsADirectoryError:
+        raise CliError(f"{path}: is a directory, not a file ({what})") from None
     except OSError as exc:
-        raise CliError(f"{path}: {exc.strerror}") from exc
+        raise CliError(f"{path}: cannot read it: {exc.strerror}") from exc
+    with file:
+        yield file
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    with _opened(path, what) as file:
+        try:
+            return file.read()
+        except OSError as exc:
+            raise CliError(f"{path}: cannot read it: {exc.strerror}") from exc
 
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write to a temporary file beside ``path`` and rename it, so no partial file is left."""
-    directory = path.resolve().parent
+    """Replace ``path`` in one rename (never a partial file), with the usual permissions."""
     try:
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        atomic_write(path, write)
     except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException as exc:
-        os.unlink(temporary)
-        if isinstance(exc, OSError):
-            raise CliError(f"cannot write {path}: {exc.strerror}") from exc
-        raise
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _describe(array: np.ndarray) -> str:

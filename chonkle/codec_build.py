@@ -66,8 +66,8 @@ def build_codec(folder: Path, output: Path | None = None, include: Path | None =
     if not is_codec_dir(folder):
         raise BuildError(f"{folder} holds no codec sources (*.c, or {folder.name}.zig)")
     if importlib.util.find_spec("ziglang") is None:
-        raise BuildError("building codecs needs the ziglang package: pip install ziglang "
-                         "(or chonkle[build])")
+        raise BuildError('building codecs needs the ziglang package: pip install '
+                         '"ziglang>=0.14.1,<0.15"')
     schema = _schema_section(folder / SCHEMA_FILE)
     include = (include or sdk_dir()).resolve()
     output = (output or folder.with_suffix(".wasm")).resolve()

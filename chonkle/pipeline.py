@@ -2,11 +2,14 @@
 
 A :class:`Pipeline` validates its spec, fetches and compiles its Wasm modules
 once, and is then reused for every chunk. It never imports an engine: Wasm
-steps reach one only through ``chonkle.runtime``.
+steps reach one only through ``chonkle.engine``.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,12 +19,23 @@ import numpy as np
 from numcodecs.abc import Codec
 
 import chonkle.codecs  # noqa: F401  (registers chonkle's native codecs with numcodecs)
+from chonkle import settings
 from chonkle.engine.wasm_codec import WasmCodec
 from chonkle.errors import ChonkleError, CodecError, SpecError
 from chonkle.sources import fetch_module
-from chonkle.spec import StepSpec, load_pipeline_spec
+from chonkle.spec import (
+    StepSpec,
+    load_pipeline_spec,
+    parse_pipeline,
+    parse_step,
+    read_pipeline_document,
+)
 
-PipelineSource = Path | str | Mapping[str, Any]
+PipelineSource = Path | str | Mapping[str, Any] | Sequence[Any]
+"""A pipeline file path, ``{"codecs": [...]}``, or a list of step dicts and numcodecs codecs."""
+
+# Pipelines built from JSON specs by decode/encode, keyed by the spec's canonical JSON.
+MEMO_SIZE = 256
 
 
 class Pipeline:
@@ -36,8 +50,19 @@ class Pipeline:
         ]
 
     @classmethod
-    def load(cls, source: PipelineSource, *, runtime: str | None = None) -> Pipeline:
-        """Build a pipeline from a JSON file path or a parsed pipeline mapping."""
+    def load(cls, source: Pipeline | PipelineSource, *, runtime: str | None = None) -> Pipeline:
+        """Build a pipeline from any form chonkle accepts.
+
+        ``source`` is a path to a pipeline JSON file (relative ``file:`` URIs resolve against
+        its folder), a ``{"codecs": [...]}`` mapping, a list of step mappings, a list mixing
+        step mappings and numcodecs ``Codec`` objects (as :func:`chonkle.get_codecs`
+        returns), or a Pipeline. In mappings and lists, relative ``file:`` URIs resolve
+        against the current directory.
+        """
+        if isinstance(source, Pipeline):
+            return source.with_runtime(runtime) if runtime is not None else source
+        if isinstance(source, (list, tuple)) and any(isinstance(s, Codec) for s in source):
+            return _from_mixed_list(source, runtime)
         spec = load_pipeline_spec(source)
         codecs = [_build_codec(step, spec.base_dir, runtime) for step in spec.steps]
         return cls(codecs, [step.label for step in spec.steps])
@@ -49,6 +74,8 @@ class Pipeline:
 
     def with_runtime(self, runtime: str | None) -> Pipeline:
         """This pipeline with its Wasm steps on another engine."""
+        if self.runtime in (None, runtime):
+            return self
         codecs = [c.with_runtime(runtime) if isinstance(c, WasmCodec) else c for c in self.codecs]
         return Pipeline(codecs, self.labels)
 
@@ -78,7 +105,17 @@ def _run_step(method: Any, data: Any, direction: str, label: str) -> Any:
         exc.step = exc.step or label
         raise
     except Exception as exc:  # native codecs raise whatever their library raises
-        raise CodecError(f"{direction} failed: {type(exc).__name__}: {exc}", step=label) from exc
+        raise CodecError(f"{direction} failed: {_describe(exc)}", step=label) from exc
+
+
+def _describe(exc: Exception) -> str:
+    """A native codec's exception as one line: ``Type: message``, without a type called just
+    ``error`` (zlib's, for one), which says nothing the message does not."""
+    message = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if not message:
+        return name
+    return message if name.lower() == "error" or name in message else f"{name}: {message}"
 
 
 def _build_codec(step: StepSpec, base_dir: Path | None, runtime: str | None) -> Codec:
@@ -102,18 +139,69 @@ def _build_codec(step: StepSpec, base_dir: Path | None, runtime: str | None) -> 
         raise SpecError(f"invalid configuration: {exc}", step=step.label) from exc
 
 
-def as_pipeline(codecs: Pipeline | Sequence[Codec] | PipelineSource,
-                runtime: str | None = None) -> Pipeline:
-    """Accept what the public functions accept: a Pipeline, a codec list, a path or a mapping."""
+def _from_mixed_list(items: Sequence[Any], runtime: str | None) -> Pipeline:
+    """Steps given as numcodecs codecs stay as they are; step mappings are built."""
+    codecs, labels = [], []
+    for index, item in enumerate(items):
+        if isinstance(item, Codec):
+            codec = item.with_runtime(runtime) if isinstance(item, WasmCodec) else item
+            codecs.append(codec)
+            labels.append(codec.step.label if isinstance(codec, WasmCodec)
+                          else f"step {index} ({codec.codec_id})")
+        else:
+            step = parse_step(index, item)
+            codecs.append(_build_codec(step, None, runtime))
+            labels.append(step.label)
+    return Pipeline(codecs, labels)
+
+
+def as_pipeline(codecs: Pipeline | PipelineSource, runtime: str | None = None) -> Pipeline:
+    """What ``decode`` and ``encode`` accept, as a Pipeline.
+
+    A spec given as JSON (a path, a mapping, a list of step mappings) is built once and
+    remembered by its canonical JSON, so calling ``decode(chunk, spec)`` per chunk does not
+    validate, fetch or compile again.
+    """
     if isinstance(codecs, Pipeline):
-        pipeline = codecs
-    elif isinstance(codecs, (str, Path, Mapping)):
-        return Pipeline.load(codecs, runtime=runtime)
-    elif isinstance(codecs, Sequence) and all(isinstance(c, Codec) for c in codecs):
-        pipeline = Pipeline(codecs)
+        return codecs.with_runtime(runtime) if runtime is not None else codecs
+    if isinstance(codecs, (str, os.PathLike)):
+        document, base_dir = read_pipeline_document(codecs)
+    elif isinstance(codecs, (Mapping, list, tuple)):
+        document, base_dir = codecs, os.getcwd()
     else:
-        raise SpecError("codecs must be a Pipeline, a list of codecs (see get_codecs), "
-                        f"a pipeline file path or a pipeline mapping, not {type(codecs).__name__}")
-    if runtime is not None and pipeline.runtime not in (None, runtime):
-        pipeline = pipeline.with_runtime(runtime)
-    return pipeline
+        raise SpecError("codecs must be a Pipeline, a list of step mappings or codecs (see "
+                        "get_codecs), a pipeline file path or a pipeline mapping, not "
+                        f"{type(codecs).__name__}")
+    try:
+        canonical = _canonical_json(document)
+    except (TypeError, ValueError):  # codec objects, numpy scalars, ...: built each time
+        if isinstance(document, (list, tuple)) and any(isinstance(c, Codec) for c in document):
+            return _from_mixed_list(document, runtime)
+        return _built(parse_pipeline(document, base_dir=Path(base_dir)), runtime)
+    return _memoized(canonical, str(base_dir), runtime, settings.build_fingerprint())
+
+
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+
+
+@functools.lru_cache(maxsize=MEMO_SIZE)
+def _memoized(canonical: str, base_dir: str, runtime: str | None,
+              fingerprint: tuple[str | None, ...]) -> Pipeline:
+    """Built from the canonical JSON itself, so the cached pipeline is exactly the key's.
+
+    The settings that decide how a spec is built (the default engine, whether it may be
+    built at all) are part of the key, so turning on CHONKLE_REQUIRE_DIGEST is never
+    bypassed by an earlier build.
+    """
+    document = json.loads(canonical)
+    return _built(parse_pipeline(document, base_dir=Path(base_dir)), runtime)
+
+
+def _built(spec: Any, runtime: str | None) -> Pipeline:
+    codecs = [_build_codec(step, spec.base_dir, runtime) for step in spec.steps]
+    return Pipeline(codecs, [step.label for step in spec.steps])
+
+
+def clear_memo() -> None:
+    """Forget every pipeline built by ``decode``/``encode`` (they are rebuilt on next use)."""
+    _memoized.cache_clear()

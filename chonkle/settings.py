@@ -159,3 +159,13 @@ def http_deadline() -> float:
 def allowed_codecs() -> frozenset[str]:
     """numcodecs codecs allowed beyond the built-in list of data codecs."""
     return frozenset(n.strip() for n in (_raw(ALLOW_CODECS) or "").split(",") if n.strip())
+
+
+def build_fingerprint() -> tuple[str | None, ...]:
+    """The raw values of the settings that decide how a pipeline is built, or whether at all.
+
+    A pipeline remembered by ``decode(chunk, spec)`` is reused only while these are
+    unchanged, so turning a policy on is never bypassed by an earlier build.
+    """
+    environ = os.environ
+    return (environ.get(RUNTIME), environ.get(REQUIRE_DIGEST), environ.get(ALLOW_CODECS))

@@ -44,7 +44,6 @@ def test_encode_then_decode_roundtrips(tmp_path: Path, runtime: str) -> None:
     np.save(tmp_path / "in.npy", array)
     pipeline = tmp_path / "pipeline.json"
     spec = json.loads((REPO / "examples" / "cog_tile.bin.json").read_text())
-    spec["codecs"][1]["uri"] = (REPO / "chonkle" / "wasm" / "tiff_predictor_2.wasm").as_uri()
     pipeline.write_text(json.dumps(spec))
     result = chonkle("encode", tmp_path / "in.npy", "-o", tmp_path / "chunk",
                      "--pipeline", pipeline, "--runtime", runtime)
@@ -69,7 +68,9 @@ def test_runtimes_lists_every_engine() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["decode", "missing.bin"], "pipeline file missing.bin.json does not exist"),
+    (["decode", "missing.bin"], "missing.bin: no such file (the chunk to decode)"),
+    (["decode", "README.md"], "pipeline file README.md.json does not exist (the default "
+                              "sidecar; pass --pipeline to use another file)"),
     (["decode", "examples/cog_tile.bin", "--runtime", "v8"], "unknown Wasm runtime 'v8'"),
     (["decode", "examples/cog_tile.bin.json", "--pipeline", "examples/cog_tile.bin.json"],
      "step 2 (zlib): decode failed"),
@@ -81,6 +82,93 @@ def test_errors_are_one_line_without_traceback(args: list[str], message: str) ->
     assert result.returncode == 1
     assert result.stderr.startswith("chonkle: error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.lower().count("error:") == 1
+
+
+def test_a_native_codec_failure_names_its_error_once(tmp_path: Path) -> None:
+    (tmp_path / "junk").write_bytes(b"not zlib at all")
+    result = chonkle("decode", tmp_path / "junk", "--pipeline", EXAMPLE.with_name(
+        "cog_tile.bin.json"))
+    assert result.returncode == 1
+    assert result.stderr == ("chonkle: error: step 2 (zlib): decode failed: Error -3 while "
+                             "decompressing data: incorrect header check\n")
+
+
+@pytest.mark.parametrize("content", [b"a,b\n1,2\n", b"", np.arange(3).tobytes()])
+def test_encode_says_what_it_reads(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "table.csv").write_bytes(content)
+    result = chonkle("encode", tmp_path / "table.csv", "-o", tmp_path / "out", "--pipeline",
+                     EXAMPLE.with_name("cog_tile.bin.json"))
+    assert result.returncode == 1
+    assert "table.csv: not a .npy file; chonkle encode reads one array saved with numpy.save" \
+        in result.stderr
+    assert "pickle" not in result.stderr
+
+
+def test_encode_refuses_object_arrays_without_mentioning_pickle(tmp_path: Path) -> None:
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    result = chonkle("encode", tmp_path / "objects.npy", "-o", tmp_path / "out", "--pipeline",
+                     EXAMPLE.with_name("cog_tile.bin.json"))
+    assert result.returncode == 1 and "holds Python objects" in result.stderr
+    assert "allow_pickle" not in result.stderr
+
+
+def test_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    np.save(tmp_path / "in.npy", smooth_raster((256, 256)))
+    previous = os.umask(0o022)
+    try:
+        encoded = chonkle("encode", tmp_path / "in.npy", "-o", tmp_path / "chunk",
+                          "--pipeline", EXAMPLE.with_name("cog_tile.bin.json"))
+        decoded = chonkle("decode", tmp_path / "chunk", "-o", tmp_path / "out.npy")
+    finally:
+        os.umask(previous)
+    assert encoded.returncode == 0 and decoded.returncode == 0, encoded.stderr + decoded.stderr
+    for name in ("chunk", "chunk.json", "out.npy"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk", "chunk.json", "in.npy",
+                                                          "out.npy"]
+
+
+def test_encode_saves_its_pipeline_as_the_sidecar(tmp_path: Path, runtime: str) -> None:
+    """`chonkle encode -o OUT --pipeline P` then `chonkle decode OUT`, with a relative file:
+    URI in P that must still name the module from OUT's folder."""
+    array = smooth_raster((256, 256))
+    np.save(tmp_path / "in.npy", array)
+    specs, outputs = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir(), outputs.mkdir()
+    (specs / "codecs").mkdir()
+    (specs / "codecs" / "p2.wasm").write_bytes(
+        (REPO / "chonkle" / "wasm" / "tiff_predictor_2.wasm").read_bytes())
+    document = json.loads((REPO / "examples" / "cog_tile.bin.json").read_text())["codecs"]
+    document[1]["uri"] = "file:codecs/p2.wasm"
+    (specs / "pipeline.json").write_text(json.dumps(document))  # a bare list of steps
+    result = chonkle("encode", tmp_path / "in.npy", "-o", outputs / "chunk", "--pipeline",
+                     specs / "pipeline.json", "--runtime", runtime)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {outputs / 'chunk.json'}" in result.stdout
+    saved = json.loads((outputs / "chunk.json").read_text())
+    assert saved[1]["uri"] == "file:../specs/codecs/p2.wasm"
+    result = chonkle("decode", outputs / "chunk", "-o", tmp_path / "back.npy", "--runtime",
+                     runtime)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "back.npy"), array)
+
+
+def test_encode_keeps_an_existing_sidecar_and_obeys_no_sidecar(tmp_path: Path) -> None:
+    np.save(tmp_path / "in.npy", smooth_raster((256, 256)))
+    pipeline = EXAMPLE.with_name("cog_tile.bin.json")
+    (tmp_path / "a.json").write_text("{}")
+    result = chonkle("encode", tmp_path / "in.npy", "-o", tmp_path / "a", "--pipeline", pipeline)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "a.json").read_text() == "{}"
+    assert f"kept the existing {tmp_path / 'a.json'}" in result.stderr
+    result = chonkle("encode", tmp_path / "in.npy", "-o", tmp_path / "b", "--pipeline", pipeline,
+                     "--no-sidecar")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "b.json").exists()
 
 
 def test_failed_encode_leaves_no_partial_file(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chonkle import CodecError, Pipeline
+from chonkle import CodecError, Pipeline, SpecError
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "writing-a-codec.md"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
@@ -34,7 +34,6 @@ def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def followed(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("guide")
-    np.save(folder / "array.npy", np.arange(16, dtype=np.uint16).reshape(4, 4))
     for language, info, body in guide_blocks():
         if info.startswith("file="):
             path = folder / info[len("file="):]
@@ -50,7 +49,8 @@ def followed(tmp_path_factory) -> Path:
 
 def test_the_guide_has_the_promised_files_and_commands() -> None:
     infos = [info for _, info, _ in guide_blocks()]
-    for name in ("file=xor_mask/xor_mask.c", "file=xor_mask_zig/xor_mask_zig.zig",
+    for name in ("file=xor_mask/xor_mask.c", "file=xor_mask/config.schema.json",
+                 "file=xor_mask_zig/xor_mask_zig.zig",
                  "file=pipeline.json", "file=try_it.py"):
         assert name in infos
 
@@ -69,6 +69,7 @@ def test_the_guides_pipeline_roundtrips_on_every_engine(followed: Path, runtime:
     chunk = pipeline.encode(array)
     np.testing.assert_array_equal(pipeline.decode(chunk), array)
     assert (followed / "chunk.bin").is_file()  # made by the guide's `chonkle encode`
+    assert (followed / "chunk.bin.json").is_file()  # its sidecar, which `chonkle decode` used
 
 
 @pytest.mark.parametrize("name", ["xor_mask", "xor_mask_zig"])
@@ -82,7 +83,17 @@ def test_c_and_zig_versions_agree_and_fail_cleanly(followed: Path, runtime: str,
     data = bytes(range(256)) * 3
     assert codec.encode(data).tobytes() == bytes(b ^ 90 for b in data)
     assert codec.decode(b"").tobytes() == b""
-    missing = Pipeline.load({"codecs": [step()]}, runtime=runtime)
+    if name == "xor_mask":  # it declares its configuration: checked on load
+        with pytest.raises(SpecError, match=r'^step 0 \(xor_mask\): configuration lacks the '
+                                            r'required key "key"'):
+            Pipeline.load({"codecs": [step()]}, runtime=runtime)
+        with pytest.raises(SpecError, match=r'^step 0 \(xor_mask\): configuration has unknown '
+                                            r'key "kye" \(known keys: key\)'):
+            Pipeline.load({"codecs": [step(key=1, kye=1)]}, runtime=runtime)
+        with pytest.raises(SpecError, match=r'"key" must be at most 255, not 300'):
+            Pipeline.load({"codecs": [step(key=300)]}, runtime=runtime)
+        return
+    missing = Pipeline.load({"codecs": [step()]}, runtime=runtime)  # Zig: checked by the codec
     with pytest.raises(CodecError, match=rf'step 0 \({name}\): decode failed: configuration '
                                          r'lacks "key"'):
         missing.decode(b"abc")

@@ -36,7 +36,8 @@ def pipeline_with(step: dict, runtime: str | None = None) -> Pipeline:
     ({"codec": []}, 'needs a "codecs" key'),
     ({"codecs": {}}, '"codecs" must be a list'),
     ({"codecs": []}, '"codecs" is empty'),
-    ([], "must be a path to a JSON file or a mapping, not list"),
+    ([], "the list of steps is empty"),
+    (42, "must be a path to a JSON file, a mapping with \"codecs\" or a list of steps, not int"),
 ])
 def test_malformed_pipelines(document: object, message: str) -> None:
     with pytest.raises(SpecError, match=message):
@@ -75,8 +76,12 @@ def test_pipeline_file_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="does not exist"):
         chonkle.get_codecs(tmp_path / "missing.json")
     (tmp_path / "list.json").write_text("[]")
-    with pytest.raises(SpecError, match="must be a JSON object, not a list"):
+    with pytest.raises(SpecError, match="the list of steps is empty"):
         chonkle.get_codecs(tmp_path / "list.json")
+    (tmp_path / "string.json").write_text('"zlib"')
+    with pytest.raises(SpecError, match='must be a JSON object with "codecs" or a list of '
+                                        "steps, not a string"):
+        chonkle.get_codecs(tmp_path / "string.json")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SpecError, match="not valid JSON"):
         chonkle.get_codecs(tmp_path / "bad.json")

@@ -143,6 +143,105 @@ def test_api_accepts_codec_lists_pipelines_paths_and_mappings(tmp_path: Path, ru
         np.testing.assert_array_equal(chonkle.decode(chunk, form, runtime=runtime), array)
 
 
+def test_the_original_api_as_its_readme_wrote_it(tmp_path: Path, runtime: str) -> None:
+    """get_codecs(path or dict), then decode(chunk, codecs) and encode(arr, codecs); and the
+    original demo's pipeline built by hand as a list of step dicts."""
+    array = smooth_raster(SHAPE)
+    steps = cog_pipeline()["codecs"]
+    path = tmp_path / "0.json"
+    path.write_text(json.dumps({"codecs": steps}))
+    for codecs in (chonkle.get_codecs(path), chonkle.get_codecs({"codecs": steps}), steps):
+        chunk = chonkle.encode(array, codecs, runtime=runtime)
+        np.testing.assert_array_equal(chonkle.decode(chunk, codecs, runtime=runtime), array)
+
+
+def test_every_form_is_accepted_everywhere(tmp_path: Path, runtime: str) -> None:
+    array = smooth_raster(SHAPE)
+    steps = cog_pipeline()["codecs"]
+    (tmp_path / "mapping.json").write_text(json.dumps({"codecs": steps}))
+    (tmp_path / "list.json").write_text(json.dumps(steps))
+    codecs = chonkle.get_codecs(steps, runtime=runtime)
+    mixed = [steps[0], codecs[1], numcodecs.Zlib(level=9)]
+    forms = [steps, tuple(steps), {"codecs": steps}, codecs, mixed, tmp_path / "mapping.json",
+             str(tmp_path / "list.json"), Pipeline.load(steps, runtime=runtime)]
+    chunk = chonkle.encode(array, steps, runtime=runtime)
+    for form in forms:
+        assert chonkle.encode(array, form, runtime=runtime) == chunk
+        np.testing.assert_array_equal(chonkle.decode(chunk, form, runtime=runtime), array)
+        pipeline = Pipeline.load(form, runtime=runtime)
+        assert pipeline.labels == ["step 0 (bytes)", "step 1 (tiff_predictor_2)",
+                                   "step 2 (zlib)"]
+        np.testing.assert_array_equal(pipeline.decode(chunk), array)
+        assert Pipeline.load(pipeline) is pipeline
+
+
+def test_mixed_lists_name_their_steps_in_errors() -> None:
+    steps = [{"name": "bytes", "type": "numcodecs", "configuration": {"data_type": "uint16"}},
+             numcodecs.Zlib(level=1)]
+    with pytest.raises(chonkle.CodecError, match=r"^step 1 \(zlib\): decode failed"):
+        chonkle.decode(b"garbage", steps)
+    with pytest.raises(chonkle.SpecError, match=r"^step 1: a step must be a JSON object"):
+        chonkle.decode(b"", [numcodecs.Zlib(), 42])
+
+
+def test_equal_specs_are_built_once(monkeypatch, runtime: str) -> None:
+    """decode(chunk, spec) per chunk neither re-validates, re-fetches nor re-compiles."""
+    from chonkle import pipeline as pipeline_module
+
+    pipeline_module.clear_memo()
+    built = []
+    original = pipeline_module._build_codec
+    monkeypatch.setattr(pipeline_module, "_build_codec",
+                        lambda *args: built.append(args[0].name) or original(*args))
+    array = smooth_raster(SHAPE)
+    chunk = chonkle.encode(array, cog_pipeline(), runtime=runtime)
+    for _ in range(5):  # equal, not identical: a fresh copy each time, keys in another order
+        spec = json.loads(json.dumps(cog_pipeline()))
+        spec["codecs"] = [dict(reversed(list(step.items()))) for step in spec["codecs"]]
+        np.testing.assert_array_equal(chonkle.decode(chunk, spec, runtime=runtime), array)
+        np.testing.assert_array_equal(chonkle.decode(chunk, spec["codecs"], runtime=runtime),
+                                      array)
+    assert built == ["bytes", "tiff_predictor_2", "zlib"] * 2  # once as a mapping, once a list
+    other = cog_pipeline()
+    other["codecs"][2]["configuration"]["level"] = 9.0  # equal to 9 in Python, not in JSON
+    chonkle.decode(chunk, other, runtime=runtime)
+    assert len(built) == 9
+
+
+def test_remembered_pipelines_follow_the_settings_and_the_current_directory(
+        tmp_path: Path, monkeypatch) -> None:
+    steps = cog_pipeline()["codecs"]
+    steps[1]["uri"] = "file:pred.wasm"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "pred.wasm").write_bytes(shipped_module_path("tiff_predictor_2")
+                                               .read_bytes())
+    array = smooth_raster(SHAPE)
+    monkeypatch.chdir(tmp_path / "a")
+    chunk = chonkle.encode(array, steps)  # relative file: URIs resolve against the cwd
+    np.testing.assert_array_equal(chonkle.decode(chunk, steps), array)
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(chonkle.SourceError, match="does not exist"):
+        chonkle.decode(chunk, steps)
+    monkeypatch.chdir(tmp_path / "a")
+    monkeypatch.setenv("CHONKLE_REQUIRE_DIGEST", "1")
+    with pytest.raises(chonkle.SourceError, match='pins no "sha256"'):
+        chonkle.decode(chunk, steps)
+
+
+def test_remembered_pipelines_are_shared_safely_by_threads(runtime: str) -> None:
+    arrays = [smooth_raster(SHAPE, seed=i) for i in range(16)]
+    chunks = [chonkle.encode(a, cog_pipeline(), runtime=runtime) for a in arrays]
+
+    def decode(i: int) -> np.ndarray:
+        return chonkle.decode(chunks[i], json.loads(json.dumps(cog_pipeline()["codecs"])),
+                              runtime=runtime)
+
+    with ThreadPoolExecutor(4) as pool:
+        for array, decoded in zip(arrays, pool.map(decode, range(16)), strict=True):
+            np.testing.assert_array_equal(decoded, array)
+
+
 def test_runtime_argument_rebinds_codec_lists() -> None:
     codecs = chonkle.get_codecs(cog_pipeline(), runtime="wasmtime")
     pipeline = chonkle.pipeline.as_pipeline(codecs, runtime="wasmtime")

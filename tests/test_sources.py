@@ -402,3 +402,18 @@ def test_cache_fetch_shows_progress_on_a_terminal(https, tmp_path) -> None:
     os.close(leader)
     size = f"{len(PREDICTOR) / 1024:.1f} KiB".encode()
     assert b"[" + b"#" * 30 + b"] " + size + b" / " + size in shown
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("oci://no-such-host.invalid/codecs/zstd:1",
+     "cannot resolve the registry host 'no-such-host.invalid'"),
+    ("https://no-such-host.invalid/zstd.wasm", "cannot resolve the host 'no-such-host.invalid'"),
+])
+def test_a_host_that_cannot_be_resolved_is_one_short_line(tmp_path, uri, message) -> None:
+    spec_path = tmp_path / "pipeline.json"
+    spec_path.write_text(__import__("json").dumps([{"name": "zstd", "type": "wasm",
+                                                    "uri": uri}]))
+    result = subprocess.run([sys.executable, "-m", "chonkle.cli", "cache", "fetch",
+                             str(spec_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == f"chonkle: error: step 0 (zstd): {uri!r}: {message}\n"

@@ -22,11 +22,11 @@ RUNTIME_ENV_VAR = settings.RUNTIME
 
 # What to tell a user who asks for an engine that is not installed (fsspec-style).
 INSTALL_HINTS: dict[str, str] = {
-    "wasmtime": "install it with `pip install chonkle[wasmtime]` (or `uv sync` in a checkout)",
-    "wasmer": (
-        "install it with `pip install chonkle[wasmer]` on CPython <= 3.10 "
-        "(wasmer's Python bindings ship no wheels for newer Pythons)"
-    ),
+    "wasmtime": ("install the chonkle-wasmtime package (from a chonkle checkout: "
+                 "`pip install ./runtimes/wasmtime`, or `uv sync`)"),
+    "wasmer": ("install the chonkle-wasmer package on CPython <= 3.10 (from a chonkle "
+               "checkout: `pip install ./runtimes/wasmer`, or `uv sync`); wasmer's Python "
+               "bindings ship no wheels for newer Pythons"),
 }
 
 

@@ -47,6 +47,8 @@ class WasmCodec(Codec):
 
     def with_runtime(self, runtime: str | None) -> WasmCodec:
         """The same step on another engine (its compiled module is cached per engine)."""
+        if runtime is None or runtime == self.runtime:
+            return self
         return WasmCodec(self.step, self.wasm, runtime)
 
     def encode(self, buf: Any) -> Any:

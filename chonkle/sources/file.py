@@ -38,3 +38,11 @@ def fetch_file(uri: str, base_dir: Path | None) -> bytes:
         raise SourceError(f"{uri!r}: {str(path)!r} is a directory, not a .wasm file") from None
     except OSError as exc:
         raise SourceError(f"{uri!r}: cannot read {str(path)!r}: {exc.strerror}") from exc
+
+
+def is_relative_file_uri(uri: str) -> bool:
+    """``file:x.wasm``, ``file:./x.wasm`` or ``file://./x.wasm``: relative to a folder."""
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "file":
+        return False
+    return parts.netloc not in ("", "localhost") or not parts.path.startswith("/")

@@ -33,6 +33,9 @@ def fetch_https(uri: str, sink: BinaryIO, progress: net.Progress | None = None) 
                 _get(client, uri, sink, progress)
                 return
             except (httpx.TransportError, _Retryable) as exc:
+                if net.unresolvable_host(exc):
+                    raise SourceError(f"{uri!r}: cannot resolve the host "
+                                      f"{urlsplit(uri).hostname!r}") from None
                 if _is_certificate_error(exc):
                     raise SourceError(
                         f"{uri!r}: TLS certificate not trusted ({exc}); for a private CA set "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -47,3 +48,21 @@ def copy_limited(chunks, sink: BinaryIO, uri: str, total: int | None,
         sink.write(chunk)
         if progress is not None:
             progress(received, total)
+
+
+def unresolvable_host(exc: BaseException) -> bool:
+    """Did `exc` (from httpx, requests or urllib3, however wrapped) fail to resolve a name?"""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen or len(seen) > 32:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) or type(current).__name__ == "NameResolutionError":
+            return True
+        if "Name or service not known" in str(current) or "nodename nor servname" in str(current):
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None),
+                    *current.args]
+    return False

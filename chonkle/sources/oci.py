@@ -96,6 +96,9 @@ def fetch_oci(uri: str, sink: BinaryIO, progress: net.Progress | None = None) ->
         except SourceError:
             raise
         except Exception as exc:  # requests/oras raise many kinds; try the next scheme
+            if net.unresolvable_host(exc):
+                raise SourceError(f"{uri!r}: cannot resolve the registry host "
+                                  f"{_host(ref.registry)!r}") from None
             last = exc
     hint = "" if len(schemes) > 1 else (
         "; a plain-http registry must be on loopback or listed in CHONKLE_INSECURE_REGISTRIES")

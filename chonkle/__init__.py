@@ -6,7 +6,7 @@ pipeline with a Wasm step is built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from chonkle.engine.registry import get_runtime, installed_runtimes, runtime_sta
 from chonkle.errors import (
     ChonkleError,
     CodecError,
+    LimitExceeded,
     RuntimeUnavailable,
     SourceError,
     SpecError,
@@ -29,27 +30,37 @@ __version__ = "0.1.0"
 Codecs = Pipeline | Sequence[Codec] | PipelineSource
 
 
-def get_codecs(pipeline: PipelineSource, *, runtime: str | None = None) -> list[Codec]:
+def get_codecs(pipeline: PipelineSource, *, runtime: str | None = None,
+               allow_codecs: Iterable[str] = ()) -> list[Codec]:
     """The pipeline's codecs in file order, Wasm modules fetched and compiled.
 
-    ``pipeline`` is a path to a pipeline JSON file or the parsed mapping.
+    ``pipeline`` is a path to a pipeline JSON file, the parsed mapping, or a list of steps.
+    The result is accepted wherever a pipeline is.
     """
-    return Pipeline.load(pipeline, runtime=runtime).codecs
+    return Pipeline.load(pipeline, runtime=runtime, allow_codecs=allow_codecs).codecs
 
 
-def decode(data: Any, codecs: Codecs, *, runtime: str | None = None) -> np.ndarray:
-    """Decode one chunk: the pipeline's steps applied bottom to top."""
-    return as_pipeline(codecs, runtime).decode(data)
+def decode(data: Any, codecs: Codecs, *, runtime: str | None = None,
+           allow_codecs: Iterable[str] = ()) -> np.ndarray:
+    """Decode one chunk: the pipeline's steps applied bottom to top.
+
+    ``codecs`` is a Pipeline, a pipeline file path, ``{"codecs": [...]}``, or a list of step
+    dicts and numcodecs codecs (such as ``get_codecs`` returns). A spec given as JSON is
+    built once and remembered, so calling this per chunk is cheap.
+    """
+    return as_pipeline(codecs, runtime, allow_codecs).decode(data)
 
 
-def encode(array: np.ndarray, codecs: Codecs, *, runtime: str | None = None) -> bytes:
+def encode(array: np.ndarray, codecs: Codecs, *, runtime: str | None = None,
+           allow_codecs: Iterable[str] = ()) -> bytes:
     """Encode one chunk: the pipeline's steps applied top to bottom."""
-    return as_pipeline(codecs, runtime).encode(array)
+    return as_pipeline(codecs, runtime, allow_codecs).encode(array)
 
 
 __all__ = [
     "ChonkleError",
     "CodecError",
+    "LimitExceeded",
     "Pipeline",
     "RuntimeUnavailable",
     "SourceError",

@@ -173,7 +173,8 @@ def _runtimes(args: argparse.Namespace) -> int:
     for status in runtime_statuses():
         marker = "*" if status.name == default else " "
         if status.available:
-            print(f"{marker} {status.name:<10} {status.version:<10} available")
+            print(f"{marker} {status.name:<10} {status.version:<10} available; limits: "
+                  f"{status.limits}")
         else:
             print(f"{marker} {status.name:<10} {'-':<10} unavailable: {status.reason}")
     print(f"(* = used by default; set {RUNTIME_ENV_VAR} or --runtime to choose)")

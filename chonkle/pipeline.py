@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,10 @@ from chonkle.engine.wasm_codec import WasmCodec
 from chonkle.errors import ChonkleError, CodecError, SpecError
 from chonkle.sources import fetch_module
 from chonkle.spec import (
+    MAX_SPEC_BYTES,
+    PipelineSpec,
     StepSpec,
+    check_numcodecs_allowed,
     load_pipeline_spec,
     parse_pipeline,
     parse_step,
@@ -50,7 +53,8 @@ class Pipeline:
         ]
 
     @classmethod
-    def load(cls, source: Pipeline | PipelineSource, *, runtime: str | None = None) -> Pipeline:
+    def load(cls, source: Pipeline | PipelineSource, *, runtime: str | None = None,
+             allow_codecs: Iterable[str] = ()) -> Pipeline:
         """Build a pipeline from any form chonkle accepts.
 
         ``source`` is a path to a pipeline JSON file (relative ``file:`` URIs resolve against
@@ -58,14 +62,17 @@ class Pipeline:
         step mappings and numcodecs ``Codec`` objects (as :func:`chonkle.get_codecs`
         returns), or a Pipeline. In mappings and lists, relative ``file:`` URIs resolve
         against the current directory.
+
+        numcodecs steps may name the data codecs numcodecs and chonkle ship; ``allow_codecs``
+        (and CHONKLE_ALLOW_CODECS) adds others, for pipelines you trust (``pickle`` runs
+        code when it decodes).
         """
         if isinstance(source, Pipeline):
             return source.with_runtime(runtime) if runtime is not None else source
+        allowed = _allowed(allow_codecs)
         if isinstance(source, (list, tuple)) and any(isinstance(s, Codec) for s in source):
-            return _from_mixed_list(source, runtime)
-        spec = load_pipeline_spec(source)
-        codecs = [_build_codec(step, spec.base_dir, runtime) for step in spec.steps]
-        return cls(codecs, [step.label for step in spec.steps])
+            return _from_mixed_list(source, runtime, allowed)
+        return _built(load_pipeline_spec(source), runtime, allowed)
 
     @property
     def runtime(self) -> str | None:
@@ -118,7 +125,14 @@ def _describe(exc: Exception) -> str:
     return message if name.lower() == "error" or name in message else f"{name}: {message}"
 
 
-def _build_codec(step: StepSpec, base_dir: Path | None, runtime: str | None) -> Codec:
+def _allowed(allow_codecs: Iterable[str]) -> frozenset[str]:
+    if isinstance(allow_codecs, str):
+        raise SpecError("allow_codecs must be a list of codec names, not a string")
+    return settings.allowed_codecs() | frozenset(allow_codecs)
+
+
+def _build_codec(step: StepSpec, base_dir: Path | None, runtime: str | None,
+                 allowed: frozenset[str]) -> Codec:
     if step.type == "wasm":
         try:
             wasm = fetch_module(step.uri, step.name, base_dir=base_dir, sha256=step.sha256)
@@ -126,6 +140,7 @@ def _build_codec(step: StepSpec, base_dir: Path | None, runtime: str | None) -> 
             exc.step = exc.step or step.label
             raise
         return WasmCodec(step, wasm, runtime)
+    check_numcodecs_allowed(step, allowed, _registered)
     try:
         return numcodecs.get_codec({**step.configuration, "id": step.name})
     except ChonkleError as exc:
@@ -139,7 +154,16 @@ def _build_codec(step: StepSpec, base_dir: Path | None, runtime: str | None) -> 
         raise SpecError(f"invalid configuration: {exc}", step=step.label) from exc
 
 
-def _from_mixed_list(items: Sequence[Any], runtime: str | None) -> Pipeline:
+def _registered(name: str) -> bool:
+    """Does numcodecs know a codec of this name (registered, or behind an entry point)?"""
+    registry = numcodecs.registry
+    if not registry.entries and hasattr(registry, "run_entrypoints"):
+        registry.run_entrypoints()
+    return name in registry.codec_registry or name in registry.entries
+
+
+def _from_mixed_list(items: Sequence[Any], runtime: str | None,
+                     allowed: frozenset[str]) -> Pipeline:
     """Steps given as numcodecs codecs stay as they are; step mappings are built."""
     codecs, labels = [], []
     for index, item in enumerate(items):
@@ -150,12 +174,13 @@ def _from_mixed_list(items: Sequence[Any], runtime: str | None) -> Pipeline:
                           else f"step {index} ({codec.codec_id})")
         else:
             step = parse_step(index, item)
-            codecs.append(_build_codec(step, None, runtime))
+            codecs.append(_build_codec(step, None, runtime, allowed))
             labels.append(step.label)
     return Pipeline(codecs, labels)
 
 
-def as_pipeline(codecs: Pipeline | PipelineSource, runtime: str | None = None) -> Pipeline:
+def as_pipeline(codecs: Pipeline | PipelineSource, runtime: str | None = None,
+                allow_codecs: Iterable[str] = ()) -> Pipeline:
     """What ``decode`` and ``encode`` accept, as a Pipeline.
 
     A spec given as JSON (a path, a mapping, a list of step mappings) is built once and
@@ -172,21 +197,28 @@ def as_pipeline(codecs: Pipeline | PipelineSource, runtime: str | None = None) -
         raise SpecError("codecs must be a Pipeline, a list of step mappings or codecs (see "
                         "get_codecs), a pipeline file path or a pipeline mapping, not "
                         f"{type(codecs).__name__}")
+    allowed = tuple(sorted(allow_codecs)) if allow_codecs else ()
     try:
         canonical = _canonical_json(document)
+    except RecursionError:
+        raise SpecError("the pipeline is nested deeper than any pipeline") from None
     except (TypeError, ValueError):  # codec objects, numpy scalars, ...: built each time
         if isinstance(document, (list, tuple)) and any(isinstance(c, Codec) for c in document):
-            return _from_mixed_list(document, runtime)
-        return _built(parse_pipeline(document, base_dir=Path(base_dir)), runtime)
-    return _memoized(canonical, str(base_dir), runtime, settings.build_fingerprint())
+            return _from_mixed_list(document, runtime, _allowed(allowed))
+        return _built(parse_pipeline(document, base_dir=Path(base_dir)), runtime,
+                      _allowed(allowed))
+    if len(canonical) > MAX_SPEC_BYTES:
+        raise SpecError(f"the pipeline is over {MAX_SPEC_BYTES} bytes as JSON; no real "
+                        "pipeline is that large")
+    return _memoized(canonical, str(base_dir), runtime, allowed, settings.build_fingerprint())
 
 
 _canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 
 
 @functools.lru_cache(maxsize=MEMO_SIZE)
-def _memoized(canonical: str, base_dir: str, runtime: str | None,
-              fingerprint: tuple[str | None, ...]) -> Pipeline:
+def _memoized(canonical: str, base_dir: str, runtime: str | None, allow_codecs: tuple[str, ...],
+              fingerprint: tuple[object, ...]) -> Pipeline:
     """Built from the canonical JSON itself, so the cached pipeline is exactly the key's.
 
     The settings that decide how a spec is built (the default engine, whether it may be
@@ -194,11 +226,12 @@ def _memoized(canonical: str, base_dir: str, runtime: str | None,
     bypassed by an earlier build.
     """
     document = json.loads(canonical)
-    return _built(parse_pipeline(document, base_dir=Path(base_dir)), runtime)
+    return _built(parse_pipeline(document, base_dir=Path(base_dir)), runtime,
+                  _allowed(allow_codecs))
 
 
-def _built(spec: Any, runtime: str | None) -> Pipeline:
-    codecs = [_build_codec(step, spec.base_dir, runtime) for step in spec.steps]
+def _built(spec: PipelineSpec, runtime: str | None, allowed: frozenset[str]) -> Pipeline:
+    codecs = [_build_codec(step, spec.base_dir, runtime, allowed) for step in spec.steps]
     return Pipeline(codecs, [step.label for step in spec.steps])
 
 

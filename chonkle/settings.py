@@ -31,6 +31,7 @@ HTTP_RETRIES = "CHONKLE_HTTP_RETRIES"
 HTTP_DEADLINE = "CHONKLE_HTTP_DEADLINE"
 ALLOW_CODECS = "CHONKLE_ALLOW_CODECS"
 
+DEFAULT_WASM_TIMEOUT = 30.0
 DEFAULT_MAX_MEMORY = 1 * GiB
 DEFAULT_MAX_OUTPUT = 1 * GiB
 DEFAULT_MAX_MODULE_SIZE = 64 * MiB
@@ -124,8 +125,8 @@ def insecure_registries() -> set[str]:
 
 
 def wasm_timeout() -> float | None:
-    """Seconds one call into Wasm may run; ``0`` or unset turns the limit off."""
-    seconds = number(WASM_TIMEOUT, 0.0)
+    """Seconds one call into Wasm may run (30 by default); ``0`` turns the limit off."""
+    seconds = number(WASM_TIMEOUT, DEFAULT_WASM_TIMEOUT)
     return seconds if seconds > 0 else None
 
 
@@ -161,11 +162,26 @@ def allowed_codecs() -> frozenset[str]:
     return frozenset(n.strip() for n in (_raw(ALLOW_CODECS) or "").split(",") if n.strip())
 
 
-def build_fingerprint() -> tuple[str | None, ...]:
+def build_fingerprint() -> tuple[object, ...]:
     """The raw values of the settings that decide how a pipeline is built, or whether at all.
 
     A pipeline remembered by ``decode(chunk, spec)`` is reused only while these are
-    unchanged, so turning a policy on is never bypassed by an earlier build.
+    unchanged, so turning a policy on or a limit down is never bypassed by an earlier build.
+    This runs on every such call, so it reads ``os.environ``'s underlying mapping with
+    pre-encoded keys (six ``os.environ.get`` calls would cost more than the rest together).
     """
-    environ = os.environ
-    return (environ.get(RUNTIME), environ.get(REQUIRE_DIGEST), environ.get(ALLOW_CODECS))
+    if _ENVIRON_DATA is not None:
+        return tuple(map(_ENVIRON_DATA.get, _FINGERPRINT_KEYS))
+    return tuple(os.environ.get(name) for name in _FINGERPRINT)
+
+
+_FINGERPRINT = (RUNTIME, REQUIRE_DIGEST, ALLOW_CODECS, MAX_MEMORY, MAX_OUTPUT, WASM_TIMEOUT)
+# CPython's os.environ keeps its data in ``_data`` under ``encodekey(name)``; elsewhere the
+# public mapping is used.
+_ENVIRON_DATA = getattr(os.environ, "_data", None)
+_encodekey = getattr(os.environ, "encodekey", None)
+if _ENVIRON_DATA is None or _encodekey is None:
+    _ENVIRON_DATA = None
+    _FINGERPRINT_KEYS: tuple[object, ...] = ()
+else:
+    _FINGERPRINT_KEYS = tuple(_encodekey(name) for name in _FINGERPRINT)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -19,6 +20,24 @@ from chonkle.errors import SpecError
 StepType = Literal["numcodecs", "wasm"]
 STEP_TYPES: tuple[str, ...] = ("numcodecs", "wasm")
 NUMCODECS_PREFIX = "numcodecs."
+STEP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+# A pipeline comes with a data set, from anywhere: it is held to sizes no real one needs.
+MAX_SPEC_BYTES = 1 * 2**20
+MAX_DEPTH = 32
+MAX_STEPS = 256
+
+# The numcodecs codecs a pipeline may name: the data codecs numcodecs and chonkle ship.
+# Left out: pickle (unpickling a chunk runs arbitrary Python), and every codec registered by
+# another package (its code is not vetted here). CHONKLE_ALLOW_CODECS or allow_codecs= adds
+# names for pipelines you trust.
+DATA_CODECS = frozenset({
+    "adler32", "astype", "base64", "bitround", "blosc", "bz2", "categorize", "crc32",
+    "crc32c", "delta", "fixedscaleoffset", "fletcher32", "gzip", "jenkins_lookup3", "json2",
+    "lz4", "lzma", "msgpack2", "packbits", "pcodec", "quantize", "shuffle", "vlen-array",
+    "vlen-bytes", "vlen-utf8", "zfpy", "zlib", "zstd",
+    "bytes", "tiff_predictor_2", "tiff_predictor_3",  # chonkle's own
+})
 
 
 @dataclass(frozen=True)
@@ -62,7 +81,12 @@ def read_pipeline_document(source: str | PathLike[str]) -> tuple[Any, Path]:
     """The parsed JSON of a pipeline file, and the folder its relative URIs resolve against."""
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            raw = file.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError(f"pipeline file {str(path)!r} is over {MAX_SPEC_BYTES} bytes; no "
+                            "real pipeline is that large")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"pipeline file {str(path)!r} does not exist") from None
     except UnicodeDecodeError:
@@ -73,13 +97,41 @@ def read_pipeline_document(source: str | PathLike[str]) -> tuple[Any, Path]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"pipeline file {str(path)!r} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise SpecError(f"pipeline file {str(path)!r} is nested deeper than any pipeline"
+                        ) from None
     return document, path.resolve().parent
 
 
 def parse_pipeline(document: Any, *, base_dir: Path | None) -> PipelineSpec:
     """A pipeline from its JSON form: ``{"codecs": [step, ...]}`` or the list of steps."""
+    check_size(document)
     return PipelineSpec(tuple(parse_step(i, s) for i, s in enumerate(step_list(document))),
                         base_dir)
+
+
+def check_size(document: Any) -> None:
+    """Refuse a document nested deeper, or larger, than any real pipeline (SpecError).
+
+    Walked without recursion, so a hostile document cannot exhaust the stack here.
+    """
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    size = 0  # about the bytes of its JSON: 8 per value, plus the text of every string
+    while pending:
+        value, depth = pending.pop()
+        size += 8
+        if depth > MAX_DEPTH:
+            raise SpecError(f"the pipeline is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            size += sum(len(key) for key in value if isinstance(key, str))
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            size += len(value)
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"the pipeline is over {MAX_SPEC_BYTES} bytes; no real pipeline "
+                            "is that large")
 
 
 def step_list(document: Any) -> list[Any]:
@@ -88,6 +140,9 @@ def step_list(document: Any) -> list[Any]:
         codecs = list(document)
         if not codecs:
             raise SpecError("the list of steps is empty: a pipeline needs at least one step")
+        if len(codecs) > MAX_STEPS:
+            raise SpecError(f"the pipeline has {len(codecs)} steps; chonkle takes at most "
+                            f"{MAX_STEPS}")
         return codecs
     if not isinstance(document, Mapping):
         raise SpecError('a pipeline must be a JSON object with "codecs" or a list of steps, '
@@ -99,6 +154,9 @@ def step_list(document: Any) -> list[Any]:
         raise SpecError(f'"codecs" must be a list of steps, not {_json_type(codecs)}')
     if not codecs:
         raise SpecError('"codecs" is empty: a pipeline needs at least one step')
+    if len(codecs) > MAX_STEPS:
+        raise SpecError(f"the pipeline has {len(codecs)} steps; chonkle takes at most "
+                        f"{MAX_STEPS}")
     return codecs
 
 
@@ -109,6 +167,9 @@ def parse_step(index: int, raw: Any) -> StepSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError('missing "name" (a non-empty string naming the codec)', step=where)
+    if not STEP_NAME.fullmatch(name) or len(name) > 128:
+        raise SpecError(f'"name" {name[:80]!r} is not a codec name (letters, digits, "_", "." '
+                        'and "-", not starting with "." or "-")', step=where)
     where = f"step {index} ({name})"
     step_type = raw.get("type")
     if step_type is None:
@@ -171,3 +232,17 @@ def rebase_file_uris(document: Any, from_dir: Path, to_dir: Path) -> Any:
 
     steps = [rebase(step) for step in step_list(document)]
     return steps if isinstance(document, (list, tuple)) else {**document, "codecs": steps}
+
+
+def check_numcodecs_allowed(step: StepSpec, allowed: frozenset[str],
+                            known: Callable[[str], bool]) -> None:
+    """A numcodecs step must name a data codec, or one the user allowed (SpecError)."""
+    if step.name in DATA_CODECS or step.name in allowed:
+        return
+    if not known(step.name):
+        raise SpecError(f"unknown numcodecs codec {step.name!r}", step=step.label)
+    why = ("it unpickles chunks, which runs arbitrary Python" if step.name == "pickle"
+           else "it is not one of the data codecs numcodecs and chonkle ship")
+    raise SpecError(f"numcodecs codec {step.name!r} is not allowed: {why}; if you trust this "
+                    f"pipeline, allow it with CHONKLE_ALLOW_CODECS={step.name} or "
+                    f"allow_codecs=[{step.name!r}]", step=step.label)

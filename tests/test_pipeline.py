@@ -303,11 +303,12 @@ def test_pipelines_sharing_a_module_reuse_this_threads_instance(runtime: str) ->
     chunk = chonkle.encode(array, cog_pipeline(), runtime=runtime)
     chonkle.decode(chunk, cog_pipeline(), runtime=runtime)
     pool = chonkle.get_codecs(cog_pipeline(), runtime=runtime)[1]._pool
-    instance = pool._local.instance
+    instances = dict(pool._local.instances)
+    assert len(instances) == 1
     for _ in range(3):
         np.testing.assert_array_equal(chonkle.decode(chunk, cog_pipeline(), runtime=runtime),
                                       array)
-    assert pool._local.instance is instance
+    assert pool._local.instances == instances
     other = chonkle.get_codecs(cog_pipeline(samples_per_pixel=1), runtime=runtime)[1]
     assert other.config_json != pool_codec_config(runtime)  # its own configuration...
     assert other._pool is pool  # ...on the same instances

@@ -80,40 +80,6 @@ def test_codec_cannot_write_to_the_terminal(runtime: str, wasm_file, capfd) -> N
     assert "LEAK" not in captured.out and "LEAK" not in captured.err
 
 
-LOOP_FOREVER = '(func (export "decode") (param i32 i32 i32 i32) (result i64) (loop $l (br $l)) ' \
-               "(i64.const 0))"
-
-
-def test_a_module_that_never_returns_is_interrupted_when_a_timeout_is_set(wasm_file) -> None:
-    """CHONKLE_WASM_TIMEOUT (wasmtime): the call traps, the instance is replaced, work goes on.
-    Run in a fresh process: the engine reads the setting when it is created."""
-    import os
-    import subprocess
-    import sys
-
-    loop_uri = wasm_file(LOOP_FOREVER)
-    identity_uri = wasm_file(IDENTITY)
-    code = (
-        "import sys, time, chonkle\n"
-        "from chonkle import WasmTrap\n"
-        "spec = lambda uri: {'codecs': [{'name': 'x', 'type': 'wasm', 'uri': uri}]}\n"
-        "start = time.monotonic()\n"
-        "try:\n"
-        "    chonkle.decode(b'abc', spec(sys.argv[1]), runtime='wasmtime')\n"
-        "except WasmTrap as exc:\n"
-        "    print(exc)\n"
-        "print(round(time.monotonic() - start) <= 5)\n"
-        "print(chonkle.decode(b'abc', spec(sys.argv[2]), runtime='wasmtime').tobytes())\n"
-    )
-    env = {**os.environ, "CHONKLE_WASM_TIMEOUT": "0.5"}
-    result = subprocess.run([sys.executable, "-c", code, loop_uri, identity_uri], env=env,
-                            capture_output=True, text=True, timeout=60)
-    lines = result.stdout.splitlines()
-    assert lines[0] == ("step 0 (x): Wasm trap: interrupt (the call ran longer than "
-                        "CHONKLE_WASM_TIMEOUT=0.5 s)"), result.stderr
-    assert lines[1:] == ["True", "b'abc'"], result.stderr
-
-
 def test_errors_can_be_dropped_on_another_thread(runtime: str, wasm_file) -> None:
     """An error's traceback holds the frames of the call; nothing in them may be an object
     bound to the calling thread (wasmer's memory buffers panic when dropped elsewhere)."""

@@ -19,7 +19,9 @@ from typing import Any
 
 from chonkle import settings
 from chonkle.engine import config_schema
+from chonkle.engine import limits as limits_module
 from chonkle.engine.compiled_cache import compile_cached
+from chonkle.engine.limits import Limits
 from chonkle.engine.protocol import (
     FuncSignature,
     ModuleInterface,
@@ -28,7 +30,7 @@ from chonkle.engine.protocol import (
     WasmModule,
 )
 from chonkle.engine.wasm_binary import MalformedModule, custom_section
-from chonkle.errors import ChonkleError, CodecError, LimitExceeded, WasmAbiError
+from chonkle.errors import ChonkleError, CodecError, LimitExceeded, WasmAbiError, WasmTrap
 
 Direction = str  # "encode" | "decode"
 DIRECTIONS: tuple[str, ...] = ("encode", "decode")
@@ -50,6 +52,8 @@ MAX_ERROR_MESSAGE = 4096
 # Linear memory never shrinks, so an instance that grew past this (a huge chunk, or a
 # decompression bomb) is dropped after the call instead of being kept for the next one.
 MAX_RETAINED_MEMORY = 256 * 2**20
+# A call that fails or traps with linear memory this close to CHONKLE_MAX_MEMORY ran into it.
+MEMORY_LIMIT_SLACK = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -122,45 +126,86 @@ def _check_function(interface: ModuleInterface, name: str, expected: FuncSignatu
     return True
 
 
-_pools: dict[tuple[str, str], tuple[CodecInterface, InstancePool]] = {}
+_pools: dict[tuple, tuple[CodecInterface, InstancePool]] = {}
 _compile_lock = threading.Lock()
 
 
-def module_pool(engine: WasmEngine, wasm: bytes, step: str) -> tuple[CodecInterface, InstancePool]:
+def module_pool(engine: WasmEngine, wasm: bytes, step: str,
+                limits: Limits) -> tuple[CodecInterface, InstancePool]:
     """The checked interface and the instance pool of a module, once per process and engine.
 
     Compiling, checking and instantiating happen once however many pipelines use the module:
     a second ``Pipeline.load`` (or ``chonkle.decode(chunk, spec)`` per chunk) reuses this
     thread's instance. A new process loads the engine's compiled code from disk when it can
-    (compiled_cache).
+    (compiled_cache). The module is compiled as the limits require (interruptible unless
+    shipped with chonkle; memory and table maxima rewritten for engines without store
+    limits), so those choices are part of the key.
     """
-    key = (engine.name, hashlib.sha256(wasm).hexdigest())
+    digest = hashlib.sha256(wasm).hexdigest()
+    prepared = limits_module.prepare(wasm, digest, engine, limits, step)
+    caps = (limits.max_memory, limits.max_table_elements) if prepared.capped else None
+    key = (engine.name, digest, prepared.interruptible, caps)
     found = _pools.get(key)
     if found is None:
         with _compile_lock:
             found = _pools.get(key)
             if found is None:
+                compiled_digest = (hashlib.sha256(prepared.wasm).hexdigest() if prepared.capped
+                                   else digest)
                 try:
-                    module = compile_cached(engine, wasm, key[1])
+                    module = compile_cached(EngineVariant.of(engine, prepared.interruptible),
+                                            prepared.wasm, compiled_digest)
                 except ChonkleError as exc:
                     exc.step = exc.step or step
                     raise
                 codec = check_interface(module.interface, step, wasm)
-                found = _pools[key] = (codec, InstancePool(module, codec))
+                found = _pools[key] = (codec, InstancePool(module, codec, engine))
     return found
+
+
+class EngineVariant:
+    """An engine as one kind of module is compiled on it (with or without interruption
+    checks), with the name and version the compiled-code cache keys artifacts by."""
+
+    def __init__(self, engine: WasmEngine, interruptible: bool) -> None:
+        self.engine, self.interruptible = engine, interruptible
+        self.name = engine.name
+        self.version = f"{engine.version}-interruptible" if interruptible else engine.version
+        if hasattr(engine, "deserialize"):
+            self.deserialize = self._deserialize
+
+    @classmethod
+    def of(cls, engine: WasmEngine, interruptible: bool) -> EngineVariant:
+        return cls(engine, interruptible)
+
+    def compile(self, wasm: bytes) -> WasmModule:
+        if limits_module.speaks_limits(self.engine):
+            return self.engine.compile(wasm, interruptible=self.interruptible)
+        return self.engine.compile(wasm)  # an engine written for chonkle 0.1
+
+    def _deserialize(self, data: bytes) -> WasmModule:
+        if limits_module.speaks_limits(self.engine):
+            return self.engine.deserialize(data, interruptible=self.interruptible)
+        return self.engine.deserialize(data)
 
 
 class CodecInstance:
     """One live instance with its exports bound; used by a single thread."""
 
-    def __init__(self, module: WasmModule, codec: CodecInterface) -> None:
+    def __init__(self, module: WasmModule, codec: CodecInterface, limits: Limits,
+                 new_protocol: bool) -> None:
         self._step = ""  # the label of the step being run, set by the pool for each call
-        self._instance: WasmInstance = module.instantiate(wasi=codec.wasi)
+        self._limits = limits
+        self.memory_size = 0
+        if new_protocol:
+            self._instance: WasmInstance = module.instantiate(wasi=codec.wasi,
+                                                              sandbox=limits.sandbox)
+        else:
+            self._instance = module.instantiate(wasi=codec.wasi)
         if codec.initialize:
             self._instance.function("_initialize")()
-        self._set_output_limit = (self._instance.function("set_output_limit")
-                                  if codec.output_limit else None)
-        self._output_limit = -1  # what the module was last told
+        if codec.output_limit:
+            self._instance.function("set_output_limit")(limits.max_output)
         self._alloc = self._instance.function("alloc")
         self._dealloc = self._instance.function("dealloc")
         self._last_error = self._instance.function("last_error") if codec.last_error else None
@@ -179,10 +224,6 @@ class CodecInstance:
         self.healthy = False
         self.memory_size = 0  # linear memory after the call, once known
         function = self._codec_functions[direction]
-        limit = settings.max_output()
-        if self._set_output_limit is not None and limit != self._output_limit:
-            self._set_output_limit(limit)
-            self._output_limit = limit
         in_len, cfg_len = len(data), len(config)
         in_size = max(in_len, 1)  # an empty input still gets a real, freeable pointer
         in_ptr = self._allocate(in_size, "input")
@@ -193,47 +234,73 @@ class CodecInstance:
         memory[in_ptr:in_ptr + in_len] = data
         memory[cfg_ptr:cfg_ptr + cfg_len] = config
         del memory  # the call may grow (and move) linear memory
-        packed = function(in_ptr, in_len, cfg_ptr, cfg_len) & 0xFFFF_FFFF_FFFF_FFFF
+        try:
+            packed = function(in_ptr, in_len, cfg_ptr, cfg_len) & 0xFFFF_FFFF_FFFF_FFFF
+        except WasmTrap as exc:  # e.g. Rust's abort when an allocation fails at the cap
+            if self._near_memory_limit():
+                raise LimitExceeded(f"{direction} trapped with linear memory at the "
+                                    f"{settings.MAX_MEMORY}={self._limits.max_memory}-byte "
+                                    f"limit ({exc.message})", step=self._step) from exc
+            raise
         self._dealloc(cfg_ptr, cfg_len)
         self._dealloc(in_ptr, in_size)
         out_ptr, out_len = packed >> 32, packed & 0xFFFF_FFFF
-        if out_ptr == 0 and out_len in (0, LIMIT_RESULT):
-            self.memory_size = len(self._instance.memory())  # a failed decode may have grown it
-            detail = self._error_detail()
-            self.healthy = True
-            if out_len == LIMIT_RESULT:
-                raise LimitExceeded(f"{direction} stopped: the output would exceed "
-                                    f"{settings.MAX_OUTPUT}={limit} bytes{detail}",
-                                    step=self._step)
-            raise CodecError(f"{direction} failed{detail}", step=self._step)
         if out_ptr == 0:
-            raise WasmAbiError(f"{direction} returned a null pointer with length {out_len}",
-                               step=self._step)
+            self._fail(direction, out_len)
         memory = self._instance.memory()
         self.memory_size = len(memory)
         self._check_bounds(out_ptr, out_len, len(memory), f"{direction} output")
-        if out_len > limit:
-            self.healthy = True  # memory is intact: the output is simply too large
-            self._pending = (out_ptr, out_len)
-            self.release()
-            raise LimitExceeded(f"{direction} produced {out_len} bytes, over "
-                                f"{settings.MAX_OUTPUT}={limit} bytes", step=self._step)
         self._pending = (out_ptr, out_len)
+        if out_len > self._limits.max_output:
+            self.release()  # healthy stays False: the instance is dropped after a breach
+            raise LimitExceeded(f"{direction} produced {out_len} bytes, over "
+                                f"{settings.MAX_OUTPUT}={self._limits.max_output}",
+                                step=self._step)
         self.healthy = True
         return memory[out_ptr:out_ptr + out_len]
+
+    def _fail(self, direction: Direction, code: int) -> None:
+        """A failure result: the codec's own error, a limit it refused to pass, or a null
+        pointer with a length (a contract violation)."""
+        if code > LIMIT_RESULT:
+            raise WasmAbiError(f"{direction} returned a null pointer with length {code}",
+                               step=self._step)
+        self.memory_size = len(self._instance.memory())  # a failed decode may have grown it
+        detail = self._error_detail()
+        if code == LIMIT_RESULT:
+            raise LimitExceeded(f"{direction} stopped: the output would exceed "
+                                f"{settings.MAX_OUTPUT}={self._limits.max_output} bytes"
+                                f"{detail}", step=self._step)
+        self.healthy = True
+        if "out of memory" in detail or self._near_memory_limit():
+            self.healthy = False
+            raise LimitExceeded(f"{direction} failed{detail} (linear memory is limited to "
+                                f"{settings.MAX_MEMORY}={self._limits.max_memory} bytes)",
+                                step=self._step)
+        raise CodecError(f"{direction} failed{detail}", step=self._step)
+
+    def _near_memory_limit(self) -> bool:
+        """Did the call fail with linear memory about full? Growing memory only fails at the
+        limit, so a failure there is the limit's doing, whatever the module reports."""
+        return len(self._instance.memory()) > self._limits.max_memory - MEMORY_LIMIT_SLACK
 
     def release(self) -> None:
         """Free the output of the last call (after the caller copied it out)."""
         out_ptr, out_len = self._pending
-        self.healthy = False
+        healthy, self.healthy = self.healthy, False
         self._dealloc(out_ptr, out_len)
-        self.healthy = True
+        self.healthy = healthy
 
     def _allocate(self, size: int, what: str) -> int:
         ptr = self._alloc(size) & 0xFFFF_FFFF
-        if ptr == 0:
-            raise CodecError(f"alloc({size}) for the {what} failed (returned 0)", step=self._step)
-        return ptr
+        if ptr != 0:
+            return ptr
+        memory_size = len(self._instance.memory())
+        if memory_size + size > self._limits.max_memory:
+            raise LimitExceeded(f"the {what} ({size} bytes) does not fit in linear memory "
+                                f"limited to {settings.MAX_MEMORY}={self._limits.max_memory} "
+                                "bytes", step=self._step)
+        raise CodecError(f"alloc({size}) for the {what} failed (returned 0)", step=self._step)
 
     def _check_bounds(self, ptr: int, size: int, memory_size: int, what: str) -> None:
         if ptr + size > memory_size:
@@ -255,22 +322,27 @@ class CodecInstance:
 
 
 class InstancePool:
-    """A module's instances, one per thread, rebuilt after a trap or contract violation.
+    """A module's instances, one per thread and set of limits, rebuilt after a trap, a
+    contract violation or a limit breach.
 
-    Shared by every step that uses the module: the configuration and the step's label come
-    with each call.
+    Shared by every step that uses the module: the configuration, the limits and the step's
+    label come with each call.
     """
 
-    def __init__(self, module: WasmModule, codec: CodecInterface) -> None:
+    def __init__(self, module: WasmModule, codec: CodecInterface, engine: WasmEngine) -> None:
         self._module, self._codec = module, codec
+        self._new_protocol = limits_module.speaks_limits(engine)
         self._local = threading.local()
 
     def run(self, direction: Direction, data: memoryview, config: bytes,
-            copy_out: Callable[[memoryview], object], step: str) -> object:
+            copy_out: Callable[[memoryview], object], step: str, limits: Limits) -> object:
         """Call ``direction`` on this thread's instance; ``copy_out`` copies the output view."""
-        instance = getattr(self._local, "instance", None)
+        instances = getattr(self._local, "instances", None)
+        if instances is None:
+            instances = self._local.instances = {}
+        instance = instances.get(limits)
         if instance is None:
-            instance = self._local.instance = self._new_instance(step)
+            instance = instances[limits] = self._new_instance(step, limits)
         instance._step = step
         try:
             output = instance.call(direction, data, config)
@@ -279,18 +351,19 @@ class InstancePool:
             finally:
                 del output
                 instance.release()
-        except ChonkleError as exc:
+        except BaseException as exc:  # Ctrl-C included: the call did not finish
             if not instance.healthy:
-                self._local.instance = None  # trapped or broke the contract: memory untrusted
-            exc.step = exc.step or step
+                instances.pop(limits, None)  # trapped, broke the contract or a limit
+            if isinstance(exc, ChonkleError):
+                exc.step = exc.step or step
             raise
         finally:
-            if self._local.instance is not None and instance.memory_size > MAX_RETAINED_MEMORY:
-                self._local.instance = None
+            if instance.memory_size > MAX_RETAINED_MEMORY:
+                instances.pop(limits, None)
 
-    def _new_instance(self, step: str) -> CodecInstance:
+    def _new_instance(self, step: str, limits: Limits) -> CodecInstance:
         try:
-            return CodecInstance(self._module, self._codec)
+            return CodecInstance(self._module, self._codec, limits, self._new_protocol)
         except ChonkleError as exc:
             exc.step = exc.step or step
             raise

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from chonkle import settings
+from chonkle.engine import limits
 from chonkle.engine.protocol import WasmEngine
 from chonkle.errors import ChonkleError, RuntimeUnavailable
 
@@ -90,6 +91,7 @@ class RuntimeStatus:
     available: bool
     version: str | None
     reason: str | None
+    limits: str | None = None  # what the engine enforces, for an available one
 
 
 def runtime_statuses() -> list[RuntimeStatus]:
@@ -101,5 +103,6 @@ def runtime_statuses() -> list[RuntimeStatus]:
         except RuntimeUnavailable as exc:
             statuses.append(RuntimeStatus(name, False, None, str(exc)))
         else:
-            statuses.append(RuntimeStatus(name, True, engine.version, None))
+            statuses.append(RuntimeStatus(name, True, engine.version, None,
+                                          limits.describe(engine)))
     return statuses

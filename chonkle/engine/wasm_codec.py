@@ -9,7 +9,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
-from chonkle.engine import config_schema
+from chonkle.engine import config_schema, limits
 from chonkle.engine.abi import CodecInterface, module_pool
 from chonkle.engine.registry import get_runtime
 from chonkle.errors import CodecError, SpecError, WasmAbiError
@@ -37,8 +37,9 @@ class WasmCodec(Codec):
                             step=step.label) from exc
         engine = get_runtime(runtime)
         self.runtime = engine.name
+        self.limits = limits.current()
         self.interface: CodecInterface
-        self.interface, self._pool = module_pool(engine, wasm, step.label)
+        self.interface, self._pool = module_pool(engine, wasm, step.label, self.limits)
         if self.interface.config_schema is not None:
             try:
                 config_schema.validate(step.configuration, self.interface.config_schema)
@@ -86,9 +87,10 @@ class WasmCodec(Codec):
             array = np.ascontiguousarray(buf)
             data = memoryview(array.reshape(-1).view(np.uint8))
             return self._pool.run(direction, data, self.config_json,
-                                  lambda out: self._as_array_like(out, array), self.step.label)
+                                  lambda out: self._as_array_like(out, array), self.step.label,
+                                  self.limits)
         return self._pool.run(direction, _byte_view(buf), self.config_json, _copy_bytes,
-                              self.step.label)
+                              self.step.label, self.limits)
 
     def _as_array_like(self, output: memoryview, like: np.ndarray) -> np.ndarray:
         if len(output) != like.nbytes:

@@ -20,13 +20,13 @@ def shipped_codecs() -> list[str]:
 
 
 def shipped_module(name: str) -> bytes:
-    resource = resources.files(SHIPPED_PACKAGE) / f"{name}.wasm"
-    if not resource.is_file():
+    """A shipped codec by its exact name: never a path, whatever the name holds."""
+    if name not in shipped_codecs():
         raise SourceError(
             f'no "uri" given and chonkle ships no Wasm codec named {name!r} '
             f"(shipped: {', '.join(shipped_codecs()) or 'none'})"
         )
-    return resource.read_bytes()
+    return (resources.files(SHIPPED_PACKAGE) / f"{name}.wasm").read_bytes()
 
 
 def shipped_module_path(name: str) -> Path:

@@ -1,24 +1,29 @@
-"""wasmer adapter for chonkle's engine protocol (see ``chonkle.runtime``).
+"""wasmer adapter for chonkle's engine protocol (see ``chonkle.engine.protocol``).
 
 wasmer-python objects are bound to the thread that created them: touching a
 Module or Instance from another thread panics ("unsendable"). So a module is
 compiled once, kept in its engine-independent serialized form, and deserialized
 (about 0.1 ms, no recompilation) the first time each thread needs it. Every
 wasmer object lives in thread-local storage and is dropped by its own thread.
+
+wasmer's Python bindings have no store limits and cannot interrupt Wasm: chonkle imposes
+memory and table caps in the module itself before it gets here (``enforces`` is empty),
+and there is no time limit. Rust panics inside wasmer (PanicException, a BaseException)
+become WasmTrap, like traps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import sys
 import threading
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 
-from chonkle.engine.protocol import FuncSignature, ModuleInterface, linear_memory_view
-from chonkle.errors import CodecError, RuntimeUnavailable, WasmTrap
-from chonkle.settings import wasm_timeout
+from chonkle.engine.protocol import ModuleInterface, Sandbox, exited, linear_memory_view
+from chonkle.errors import ChonkleError, CodecError, RuntimeUnavailable, WasmTrap
 
 try:
     import wasmer
@@ -29,12 +34,10 @@ except ImportError as exc:  # no wheels beyond CPython 3.10
 else:
     _IMPORT_ERROR = None
 
-_TYPE_NAMES = {"I32": "i32", "I64": "i64", "F32": "f32", "F64": "f64", "V128": "v128",
-               "EXTERN_REF": "externref", "FUNC_REF": "funcref"}
-
 
 class WasmerEngine:
     name = "wasmer"
+    enforces: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         if wasmer is None:
@@ -46,9 +49,6 @@ class WasmerEngine:
             )
         self.version = version("wasmer")
         self._local = threading.local()
-        if wasm_timeout() is not None:
-            warnings.warn("wasmer's Python bindings cannot interrupt Wasm: CHONKLE_WASM_TIMEOUT "
-                          "is ignored with the wasmer runtime", RuntimeWarning, stacklevel=2)
 
     def store(self) -> wasmer.Store:
         """This thread's Store (wasmer objects may not cross threads)."""
@@ -57,15 +57,11 @@ class WasmerEngine:
             store = self._local.store = wasmer.Store(wasmer.engine.Universal(Compiler))
         return store
 
-    def compile(self, wasm: bytes) -> WasmerModule:
-        try:
-            module = wasmer.Module(self.store(), wasm)
-        except Exception as exc:  # wasmer raises plain RuntimeError/ValueError for bad bytes
-            raise CodecError(f"not a valid Wasm module: {_first_line(exc)}") from exc
-        return WasmerModule(self, module)
+    def compile(self, wasm: bytes, *, interruptible: bool = False) -> WasmerModule:
+        with _reported(lambda exc: CodecError(f"not a valid Wasm module: {_first_line(exc)}")):
+            return WasmerModule(self, wasmer.Module(self.store(), wasm))
 
-    def deserialize(self, data: bytes) -> WasmerModule:
-        """A module from `serialize` output, with no recompilation."""
+    def deserialize(self, data: bytes, *, interruptible: bool = False) -> WasmerModule:
         return WasmerModule(self, wasmer.Module.deserialize(self.store(), data), bytes(data))
 
 
@@ -76,18 +72,12 @@ class WasmerModule:
         self._serialized = serialized if serialized is not None else bytes(module.serialize())
         self._local = threading.local()
         self._local.module = module
-        functions, memories = {}, set()
-        for export in module.exports:
-            kind = export.type
-            if isinstance(kind, wasmer.FunctionType):
-                functions[export.name] = FuncSignature(
-                    tuple(_type_name(t) for t in kind.params),
-                    tuple(_type_name(t) for t in kind.results),
-                )
-            elif isinstance(kind, wasmer.MemoryType):
-                memories.add(export.name)
-        imports = tuple((imp.module, imp.name) for imp in module.imports)
-        self.interface = ModuleInterface(functions, frozenset(memories), imports)
+        exports = module.exports
+        self.interface = ModuleInterface.of(
+            [(e.name, map(_type, e.type.params), map(_type, e.type.results)) for e in exports
+             if isinstance(e.type, wasmer.FunctionType)],
+            [e.name for e in exports if isinstance(e.type, wasmer.MemoryType)],
+            [(imp.module, imp.name) for imp in module.imports])
 
     def serialize(self) -> bytes:
         return self._serialized
@@ -99,44 +89,63 @@ class WasmerModule:
             self._local.module = module
         return module
 
-    def instantiate(self, *, wasi: bool) -> WasmerInstance:
+    def instantiate(self, *, wasi: bool, sandbox: Sandbox | None = None) -> WasmerInstance:
         module = self._thread_module()
-        try:
-            if wasi:
-                # No preopened directories, no environment, no arguments.
-                instance = wasmer.Instance(module, self._wasi_imports(module))
+        memory: list = []  # the instance's memory, for the WASI functions replaced below
+        with _reported(lambda exc: _trap(exc, "instantiation failed: ")):
+            if wasi:  # no preopened directories, no environment, no arguments
+                instance = wasmer.Instance(module, self._wasi_imports(module, memory))
             else:
                 instance = wasmer.Instance(module)
-        except Exception as exc:
-            raise WasmTrap(f"instantiation failed: {_first_line(exc)}") from exc
+        memory.append(instance.exports.memory)
         return WasmerInstance(instance)
 
-
-    def _wasi_imports(self, module: wasmer.Module) -> dict:
-        """WASI with no preopens, env or args, and stdio cut off.
-
-        wasmer's WASI inherits the host's stdin, stdout and stderr, and its Python API
-        cannot redirect them, so the stream functions a module imports are replaced by
-        ones that fail with EBADF: a codec can neither print to the user's terminal nor
-        block reading stdin.
-        """
+    def _wasi_imports(self, module: wasmer.Module, memory: list) -> dict:
+        """wasmer's WASI inherits the host's stdio and its Python API cannot redirect it, so
+        the stream functions fail with EBADF; poll_oneoff (sleeping) fails with ENOTSUP;
+        random_get checks its buffer first (wasmer's panics on a bad pointer)."""
         store = self._engine.store()
         environment = wasmer.wasi.StateBuilder("chonkle-codec").finalize()
         imports = environment.generate_imports(store, wasmer.wasi.Version.SNAPSHOT1)
         namespace = imports.setdefault("wasi_snapshot_preview1", {})
+        replacements = {**{name: lambda *args: _EBADF for name in _STDIO},
+                        "poll_oneoff": lambda *args: _ENOTSUP, "random_get": _random_get(memory)}
         for imported in module.imports:
-            if imported.module == "wasi_snapshot_preview1" and imported.name in _STDIO:
-                namespace[imported.name] = wasmer.Function(store, _bad_file_descriptor,
-                                                           imported.type)
+            replacement = replacements.get(imported.name)
+            if imported.module == "wasi_snapshot_preview1" and replacement is not None:
+                namespace[imported.name] = wasmer.Function(store, replacement, imported.type)
         return imports
 
 
 _STDIO = {"fd_read", "fd_write", "fd_pread", "fd_pwrite"}
-_EBADF = 8
+_EBADF, _EFAULT, _ENOTSUP = 8, 21, 58
 
 
-def _bad_file_descriptor(*args: int) -> int:
-    return _EBADF
+def _fault(exc: BaseException) -> bool:
+    """wasmer failing (a Rust panic is a BaseException), not the user interrupting?"""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+@contextlib.contextmanager
+def _reported(error: Callable[[BaseException], ChonkleError]) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as exc:
+        if not _fault(exc):
+            raise
+        raise error(exc) from exc
+
+
+def _random_get(memory: list) -> Callable[[int, int], int]:
+    def random_get(pointer: int, length: int) -> int:
+        pointer, length = pointer & 0xFFFF_FFFF, length & 0xFFFF_FFFF
+        if not memory or pointer + length > memory[0].data_size:
+            return _EFAULT
+        with memoryview(memory[0].buffer) as view:
+            view[pointer:pointer + length] = os.urandom(length)
+        return 0
+
+    return random_get
 
 
 class WasmerInstance:
@@ -151,18 +160,17 @@ class WasmerInstance:
         def call(*args: int) -> int:
             try:
                 result = func(*args)
-            except Exception as exc:  # wasmer reports traps as "RuntimeError: <reason>"
-                reason = _first_line(exc).removeprefix("RuntimeError: ")
-                raise WasmTrap(f"Wasm trap: {reason}") from exc
+            except BaseException as exc:  # traps are "RuntimeError: <reason>"
+                if not _fault(exc):
+                    raise
+                raise _trap(exc) from exc
             return 0 if result is None else result
 
         return call
 
     def memory(self) -> memoryview:
-        # A view over wasmer's Buffer would keep that thread-bound object alive, in the view
-        # and in any traceback holding it, and dropping it on another thread panics. So take
-        # the buffer's address, release it here, and hand out a plain view of the memory.
-        # Memory moves only when it grows, so the address is looked up again only then.
+        # A view of wasmer's thread-bound Buffer, dropped on another thread, panics: hand out
+        # a plain view of its address (which moves only when memory grows).
         size = self._memory.data_size
         if size != self._size:
             with memoryview(self._memory.buffer) as view:
@@ -171,12 +179,19 @@ class WasmerInstance:
         return linear_memory_view(self._address, size)
 
 
-def _type_name(value_type: object) -> str:
-    # wasmer 1.1 reports value types as wasmer.Type members, or as their int values.
-    if isinstance(value_type, int) and not hasattr(value_type, "name"):
-        value_type = wasmer.Type(value_type)
-    name = getattr(value_type, "name", str(value_type))
-    return _TYPE_NAMES.get(name, name.lower())
+def _type(value_type: object) -> object:
+    """wasmer 1.1 reports value types as wasmer.Type members, or as their int values."""
+    return wasmer.Type(value_type) if isinstance(value_type, int) and not hasattr(
+        value_type, "name") else value_type
+
+
+def _trap(exc: BaseException, prefix: str = "Wasm trap: ") -> WasmTrap:
+    reason = _first_line(exc).removeprefix("RuntimeError: ")
+    if reason.startswith("WASI exited with code: "):
+        return exited(reason.rsplit(" ", 1)[-1], prefix.removeprefix("Wasm trap: "))
+    if type(exc).__name__ == "PanicException":
+        return WasmTrap(f"{prefix}wasmer panicked: {reason}")
+    return WasmTrap(f"{prefix}{reason}")
 
 
 def _first_line(exc: object) -> str:

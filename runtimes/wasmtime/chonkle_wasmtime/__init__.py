@@ -1,34 +1,34 @@
-"""wasmtime adapter for chonkle's engine protocol (see ``chonkle.runtime``).
+"""wasmtime adapter for chonkle's engine protocol (see ``chonkle.engine.protocol``).
 
-wasmtime-py's public ``Func.__call__`` re-reads the function type and boxes every
-value on each call (about 45 us); chonkle makes six calls per codec step, so this
-adapter calls ``wasmtime_func_call_unchecked`` from the C API directly with a
-preallocated argument buffer (about 2 us). Unchecked calls are only sound for
-matching signatures, which chonkle verifies from the module's exports before
-any call (``chonkle.abi.check_interface``). ctypes releases the GIL during the
-call, so threads with their own instances run Wasm in parallel.
+wasmtime-py's ``Func.__call__`` boxes every value on each call (about 45 us); chonkle makes six
+calls per codec step, so this adapter calls ``wasmtime_func_call_unchecked`` with a
+preallocated argument buffer (about 2 us), sound because chonkle checks signatures before any
+call (``chonkle.engine.abi``). ctypes releases the GIL, so threads run Wasm in parallel.
+
+Limits: every store gets wasmtime's store limits; ``interruptible`` modules run on a second
+engine with epoch interruption (chonkle.engine.ticker advances it), with a deadline set before
+instantiation and before every call. Proposals a codec has no use for (64-bit and multiple
+memories, threads, GC, exceptions...) are off, so modules needing them do not compile.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
-import threading
-import time
 from collections.abc import Callable
 from importlib.metadata import version
 
 import wasmtime
 from wasmtime import _bindings as ffi
 
-from chonkle.engine.protocol import FuncSignature, ModuleInterface, linear_memory_view
-from chonkle.errors import CodecError, WasmTrap
-from chonkle.settings import wasm_timeout
+from chonkle.engine import protocol, ticker
+from chonkle.engine.protocol import ModuleInterface, Sandbox, linear_memory_view
+from chonkle.errors import ChonkleError, CodecError, LimitExceeded, WasmTrap
 
 
 def _raw(symbol: str, restype: type, nargs: int) -> ctypes._CFuncPtr:
-    """A private handle on a C API function taking plain addresses, so calls box nothing."""
-    function = ffi.dll[symbol]  # indexing makes a new handle; wasmtime-py's own is untouched
+    """A new handle (not wasmtime-py's) on a C API function taking plain addresses."""
+    function = ffi.dll[symbol]
     function.restype = restype
     function.argtypes = [ctypes.c_void_p] * nargs
     return function
@@ -38,90 +38,101 @@ _memory_data = _raw("wasmtime_memory_data", ctypes.c_void_p, 2)
 _memory_data_size = _raw("wasmtime_memory_data_size", ctypes.c_size_t, 2)
 # (context, func, args_and_results, count, trap out-pointer) -> wasmtime_error_t* or NULL
 _func_call_unchecked = _raw("wasmtime_func_call_unchecked", ctypes.c_void_p, 5)
-_set_epoch_deadline = ffi.dll["wasmtime_context_set_epoch_deadline"]
-_set_epoch_deadline.restype = None
-_set_epoch_deadline.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+_set_epoch_deadline = _raw("wasmtime_context_set_epoch_deadline", None, 2)  # (context, u64)
+
+DISABLED_PROPOSALS = ("wasm_memory64", "wasm_multi_memory", "wasm_threads", "wasm_gc",
+                      "wasm_function_references", "wasm_exceptions", "wasm_stack_switching",
+                      "wasm_wide_arithmetic", "wasm_custom_page_sizes", "wasm_relaxed_simd")
 
 
 class WasmtimeEngine:
-    """One wasmtime Engine per process; modules compiled on it are shared by all threads.
-
-    With CHONKLE_WASM_TIMEOUT set, the engine is built with epoch interruption and a daemon
-    thread advances the epoch; every call gets a deadline that many ticks ahead.
-    """
+    """Two wasmtime Engines for this process, one with epoch interruption; modules compiled
+    on them are shared by all threads."""
 
     name = "wasmtime"
-    TICK_SECONDS = 0.05
+    enforces = frozenset({protocol.MEMORY, protocol.TABLES, protocol.TIME})
 
     def __init__(self) -> None:
         self.version = version("wasmtime")
-        self.timeout = wasm_timeout()
+        self.longest_deadline = 1  # ticks: how far Ctrl-C advances the epoch
+        self._engines = {interruptible: self._new_engine(interruptible)
+                         for interruptible in (False, True)}
+
+    def engine(self, interruptible: bool) -> wasmtime.Engine:
+        return self._engines[interruptible]
+
+    def _new_engine(self, interruptible: bool) -> wasmtime.Engine:
         config = wasmtime.Config()
-        config.epoch_interruption = self.timeout is not None
-        self._engine = wasmtime.Engine(config)
-        self.deadline_ticks = 0
-        if self.timeout is not None:
-            self.deadline_ticks = max(1, math.ceil(self.timeout / self.TICK_SECONDS))
-            threading.Thread(target=self._tick, name="chonkle-wasmtime-epoch", daemon=True).start()
+        for proposal in DISABLED_PROPOSALS:
+            if hasattr(type(config), proposal):  # older wasmtime-py lacks some setters
+                setattr(config, proposal, False)
+        config.epoch_interruption = interruptible
+        engine = wasmtime.Engine(config)
+        if interruptible:
+            ticker.start(engine.increment_epoch, lambda: self.longest_deadline)
+        return engine
 
-    def _tick(self) -> None:
-        while True:
-            time.sleep(self.TICK_SECONDS)
-            self._engine.increment_epoch()
-
-    def compile(self, wasm: bytes) -> WasmtimeModule:
+    def compile(self, wasm: bytes, *, interruptible: bool = False) -> WasmtimeModule:
         try:
-            module = wasmtime.Module(self._engine, wasm)
+            module = wasmtime.Module(self.engine(interruptible), wasm)
         except wasmtime.WasmtimeError as exc:
             raise CodecError(f"not a valid Wasm module: {_reason(exc)}") from exc
-        return WasmtimeModule(self, module)
+        return WasmtimeModule(self, module, interruptible)
 
-    def deserialize(self, data: bytes) -> WasmtimeModule:
+    def deserialize(self, data: bytes, *, interruptible: bool = False) -> WasmtimeModule:
         """A module from `serialize` output (wasmtime rejects other versions or CPUs)."""
-        return WasmtimeModule(self, wasmtime.Module.deserialize(self._engine, data))
+        module = wasmtime.Module.deserialize(self.engine(interruptible), data)
+        return WasmtimeModule(self, module, interruptible)
 
 
 class WasmtimeModule:
-    def __init__(self, owner: WasmtimeEngine, module: wasmtime.Module) -> None:
-        self._owner = owner
-        self._engine = owner._engine
-        self._module = module
-        functions, memories = {}, set()
-        for export in module.exports:
-            kind = export.type
-            if isinstance(kind, wasmtime.FuncType):
-                functions[export.name] = FuncSignature(
-                    tuple(str(t) for t in kind.params), tuple(str(t) for t in kind.results)
-                )
-            elif isinstance(kind, wasmtime.MemoryType):
-                memories.add(export.name)
-        imports = tuple((imp.module, imp.name or "") for imp in module.imports)
-        self.interface = ModuleInterface(functions, frozenset(memories), imports)
+    def __init__(self, owner: WasmtimeEngine, module: wasmtime.Module,
+                 interruptible: bool) -> None:
+        self._owner, self._module, self._interruptible = owner, module, interruptible
+        self._engine = owner.engine(interruptible)
+        exports = module.exports
+        self.interface = ModuleInterface.of(
+            [(e.name, e.type.params, e.type.results) for e in exports
+             if isinstance(e.type, wasmtime.FuncType)],
+            [e.name for e in exports if isinstance(e.type, wasmtime.MemoryType)],
+            [(imp.module, imp.name or "") for imp in module.imports])
 
     def serialize(self) -> bytes:
         return bytes(self._module.serialize())
 
-    def instantiate(self, *, wasi: bool) -> WasmtimeInstance:
+    def instantiate(self, *, wasi: bool, sandbox: Sandbox) -> WasmtimeInstance:
         store = wasmtime.Store(self._engine)
+        store.set_limits(sandbox.max_memory, sandbox.max_table_elements, instances=1, tables=4,
+                         memories=1)
+        timeout = sandbox.timeout if self._interruptible else None
+        ticks = max(1, math.ceil(timeout / ticker.TICK_SECONDS)) if timeout else 0
+        if ticks:
+            self._owner.longest_deadline = max(self._owner.longest_deadline, ticks)
+            store.set_epoch_deadline(ticks)  # covers the start function too
         try:
             if wasi:
-                store.set_wasi(wasmtime.WasiConfig())  # no preopens, no env, no args
+                store.set_wasi(wasmtime.WasiConfig())  # no preopens, env, args; stdio closed
                 linker = wasmtime.Linker(self._engine)
                 linker.define_wasi()
+                linker.allow_shadowing = True
+                linker.define_func("wasi_snapshot_preview1", "poll_oneoff", _POLL_ONEOFF,
+                                   lambda *args: 58)  # ENOTSUP: no sleeping past a deadline
                 instance = linker.instantiate(store, self._module)
             else:
                 instance = wasmtime.Instance(store, self._module, [])
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-            raise WasmTrap(f"instantiation failed: {_reason(exc)}") from exc
-        return WasmtimeInstance(store, instance, self._owner)
+            raise _trap_error(_reason(exc), timeout, "instantiation failed: ") from exc
+        return WasmtimeInstance(store, instance, ticks, timeout)
+
+
+_POLL_ONEOFF = wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [wasmtime.ValType.i32()])
 
 
 class WasmtimeInstance:
-    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance,
-                 owner: WasmtimeEngine) -> None:
+    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance, ticks: int,
+                 timeout: float | None) -> None:
         self._store = store
-        self._deadline_ticks = owner.deadline_ticks
-        self._timeout = owner.timeout
+        self._deadline_ticks, self._timeout = ticks, timeout
         self._context = store._context()
         self._context_address = ctypes.cast(self._context, ctypes.c_void_p).value
         self._exports = instance.exports(store)
@@ -147,7 +158,7 @@ class WasmtimeInstance:
                 _set_epoch_deadline(context, ticks)
             error = _func_call_unchecked(*addresses)
             if error or trap:
-                raise _trap_error(error, trap, timeout)
+                raise _trap_error(_take_message(error, trap), timeout)
             return slots[0] if nresults else 0
 
         call.keep_alive = keep_alive  # type: ignore[attr-defined]
@@ -158,16 +169,25 @@ class WasmtimeInstance:
         return linear_memory_view(_memory_data(self._context, self._memory_ref) or 0, size)
 
 
-def _trap_error(error: int | None, trap: ctypes._Pointer, timeout: float | None) -> WasmTrap:
-    if trap:
-        message = _reason(wasmtime.Trap._from_ptr(trap))  # takes ownership of the trap
-        ctypes.memset(ctypes.addressof(trap), 0, ctypes.sizeof(trap))  # reset for the next call
-    else:
-        pointer = ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))
-        message = _reason(wasmtime.WasmtimeError._from_ptr(pointer))
+def _take_message(error: int | None, trap: ctypes._Pointer) -> str:
+    if not trap:
+        return _reason(wasmtime.WasmtimeError._from_ptr(
+            ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))))
+    message = _reason(wasmtime.Trap._from_ptr(trap))  # takes ownership of the trap
+    ctypes.memset(ctypes.addressof(trap), 0, ctypes.sizeof(trap))  # reset for the next call
+    return message
+
+
+def _trap_error(message: str, timeout: float | None, prefix: str = "") -> ChonkleError:
+    """A trap as chonkle reports it: the time limit as LimitExceeded, proc_exit as the call
+    ending, the rest as WasmTrap."""
     if timeout is not None and "interrupt" in message:
-        message += f" (the call ran longer than CHONKLE_WASM_TIMEOUT={timeout:g} s)"
-    return WasmTrap(f"Wasm trap: {message}")
+        return protocol.timed_out(timeout, prefix)
+    if message.startswith("Exited with i32 exit status"):
+        return protocol.exited(message.rsplit(" ", 1)[-1], prefix)
+    if "resource limit exceeded" in message or "exceeds memory limits" in message:
+        return LimitExceeded(f"{prefix}{message} (CHONKLE_MAX_MEMORY)")
+    return WasmTrap(f"{prefix or 'Wasm trap: '}{message}")
 
 
 def _reason(exc: object) -> str:

@@ -83,24 +83,26 @@ def read_pipeline_document(source: str | PathLike[str]) -> tuple[Any, Path]:
     try:
         with open(path, "rb") as file:
             raw = file.read(MAX_SPEC_BYTES + 1)
-        if len(raw) > MAX_SPEC_BYTES:
-            raise SpecError(f"pipeline file {str(path)!r} is over {MAX_SPEC_BYTES} bytes; no "
-                            "real pipeline is that large")
-        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"pipeline file {str(path)!r} does not exist") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"pipeline file {str(path)!r} is not UTF-8 text") from None
     except OSError as exc:
         raise SpecError(f"cannot read pipeline file {str(path)!r}: {exc.strerror}") from exc
+    return parse_pipeline_text(raw, f"pipeline file {str(path)!r}"), path.resolve().parent
+
+
+def parse_pipeline_text(raw: bytes, where: str) -> Any:
+    """A pipeline document from JSON text, refused (SpecError) when oversized or malformed."""
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{where} is over {MAX_SPEC_BYTES} bytes; no real pipeline is that "
+                        "large")
     try:
-        document = json.loads(text)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{where} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise SpecError(f"pipeline file {str(path)!r} is not valid JSON: {exc}") from exc
+        raise SpecError(f"{where} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise SpecError(f"pipeline file {str(path)!r} is nested deeper than any pipeline"
-                        ) from None
-    return document, path.resolve().parent
+        raise SpecError(f"{where} is nested deeper than any pipeline") from None
 
 
 def parse_pipeline(document: Any, *, base_dir: Path | None) -> PipelineSpec:

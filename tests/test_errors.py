@@ -260,16 +260,31 @@ def test_encode_with_wrong_array(runtime: str) -> None:
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ({"width": 4}, 'configuration lacks "bytes_per_sample"'),
-    ({"bytes_per_sample": 3, "width": 4}, '"bytes_per_sample" must be one of 1,2,4,8, not 3'),
-    ({"bytes_per_sample": 2, "width": "4"}, '"width" must be an integer from 1'),
-    ({"bytes_per_sample": 2, "width": 3}, "16 samples do not form whole rows of 3 samples"),
+    ({"width": 4}, 'configuration lacks the required key "bytes_per_sample"'),
+    ({"bytes_per_sampel": 2, "width": 4},
+     'configuration has unknown key "bytes_per_sampel" (known keys: bytes_per_sample, endian, '
+     "samples_per_pixel, width)"),
+    ({"bytes_per_sample": 3, "width": 4},
+     'configuration "bytes_per_sample" must be one of 1, 2, 4, 8, not 3'),
+    ({"bytes_per_sample": 2, "width": "4"},
+     'configuration "width" must be an integer, not the string "4"'),
+    ({"bytes_per_sample": 2, "width": 4, "endian": "middle"},
+     'configuration "endian" must be one of "little", "big", not "middle"'),
 ])
-def test_wasm_predictor_rejects_bad_configuration(runtime: str, config: dict,
-                                                  message: str) -> None:
+def test_wasm_predictor_configuration_is_checked_on_load(runtime: str, config: dict,
+                                                         message: str) -> None:
+    """A shipped codec declares its configuration: mistakes are found before any chunk."""
+    with pytest.raises(SpecError) as info:
+        pipeline_with({"name": "tiff_predictor_2", "type": "wasm", "configuration": config},
+                      runtime)
+    assert str(info.value) == f"step 1 (tiff_predictor_2): {message}"
+
+
+def test_wasm_predictor_refuses_a_chunk_of_partial_rows(runtime: str) -> None:
     pipeline = pipeline_with({"name": "tiff_predictor_2", "type": "wasm",
-                              "configuration": config}, runtime)
-    with pytest.raises(CodecError, match=message) as info:
+                              "configuration": {"bytes_per_sample": 2, "width": 3}}, runtime)
+    with pytest.raises(CodecError, match="16 samples do not form whole rows of 3 samples"
+                       ) as info:
         pipeline.decode(CHUNK)
     assert str(info.value).startswith("step 1 (tiff_predictor_2): decode failed: ")
 

@@ -403,3 +403,32 @@ def test_deeply_nested_json_files_are_a_spec_error(tmp_path: Path) -> None:
     path.write_text('{"codecs": [' + " " * (2 * MiB) + "]}")
     with pytest.raises(SpecError, match="over 1048576 bytes"):
         Pipeline.load(path)
+
+
+def without_custom_section(wasm: bytes, name: str) -> bytes:
+    """`wasm` with its custom section `name` removed (so nothing checks the configuration)."""
+    from chonkle.engine.wasm_binary import CUSTOM, _leb128, _Reader, sections
+
+    out = bytearray(wasm[:8])
+    for section in sections(wasm):
+        if section.id == CUSTOM and _Reader(wasm, section.start, section.end).name() == name:
+            continue
+        payload = section.payload(wasm)
+        out += bytes([section.id]) + _leb128(len(payload)) + payload
+    return bytes(out)
+
+
+@pytest.mark.parametrize("width", [2**64 + 5, 2**63, -(2**63) - 1, 10**30])
+def test_configuration_integers_never_wrap_in_c(runtime: str, tmp_path: Path,
+                                                width: int) -> None:
+    """With its declared schema removed, the codec's own C parser still refuses huge numbers
+    (2**64 + 5 used to read as 5)."""
+    from chonkle.sources import shipped_module
+
+    path = tmp_path / "predictor.wasm"
+    path.write_bytes(without_custom_section(shipped_module("tiff_predictor_2"),
+                                            "chonkle.config"))
+    step = {"name": "tiff_predictor_2", "type": "wasm", "uri": path.as_uri(),
+            "configuration": {"bytes_per_sample": 1, "width": width}}
+    with pytest.raises(CodecError, match='"width" must be an integer from 1 to'):
+        Pipeline.load([step], runtime=runtime).decode(b"\1" * 5)

@@ -7,10 +7,10 @@ They are also declared in the ``numcodecs.codecs`` entry-point group, so
 from numcodecs.registry import codec_registry, register_codec
 
 from chonkle.codecs.bytes_codec import ZARR_DATA_TYPES, Bytes
-from chonkle.codecs.tiff_predictor import TiffPredictor2
+from chonkle.codecs.tiff_predictor import TiffPredictor2, TiffPredictor3
 
-for _codec in (Bytes, TiffPredictor2):
+for _codec in (Bytes, TiffPredictor2, TiffPredictor3):
     if _codec.codec_id not in codec_registry:
         register_codec(_codec)
 
-__all__ = ["ZARR_DATA_TYPES", "Bytes", "TiffPredictor2"]
+__all__ = ["ZARR_DATA_TYPES", "Bytes", "TiffPredictor2", "TiffPredictor3"]

@@ -113,16 +113,19 @@ def validate(value: Any, schema: Mapping[str, Any], where: str = "") -> None:
 
 def _validate_object(value: Mapping[str, Any], schema: Mapping[str, Any], where: str) -> None:
     properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties", True)
+    if extra is False:  # first: a misspelled key is named as such, not as a missing one
+        for key in value:
+            if key not in properties:
+                known = ", ".join(sorted(properties)) or "none"
+                raise ConfigInvalid(f'has unknown key "{_join(where, key)}" (known keys: '
+                                    f"{known})")
     for key in schema.get("required", []):
         if key not in value:
             raise ConfigInvalid(f'lacks the required key "{_join(where, key)}"')
-    extra = schema.get("additionalProperties", True)
     for key, item in value.items():
         if key in properties:
             validate(item, properties[key], _join(where, key))
-        elif extra is False:
-            known = ", ".join(sorted(properties)) or "none"
-            raise ConfigInvalid(f'has unknown key "{_join(where, key)}" (known keys: {known})')
         elif isinstance(extra, Mapping):
             validate(item, extra, _join(where, key))
 

@@ -64,7 +64,7 @@ def child(target: str, argv: list[str]) -> None:
     import atheris
 
     with atheris.instrument_imports():
-        import chonkle  # noqa: F401
+        import chonkle
         import chonkle.spec  # noqa: F401
     atheris.Setup([sys.argv[0], *argv], TARGETS[target])
     atheris.Fuzz()

@@ -8,6 +8,7 @@ coverage); ``tests/test_fuzz_corpus.py`` replays the kept corpus in every test r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable
@@ -52,10 +53,8 @@ def decoder_target(name: str) -> Callable[[bytes], None]:
     def target(data: bytes) -> None:
         from chonkle import ChonkleError
 
-        try:
+        with contextlib.suppress(ChonkleError):
             _decoder(name).decode(data)
-        except ChonkleError:
-            pass
 
     return target
 

@@ -1,6 +1,7 @@
 /* tiff_layout.h: the row layout shared by the TIFF predictors.
  *
- * Configuration: bytes_per_sample, width (pixels per row), samples_per_pixel (default 1).
+ * Configuration: bytes_per_sample, width (pixels per row), samples_per_pixel (default 1),
+ * endian ("little", the default, or "big": the byte order of the samples).
  * A chunk is whole rows of width * samples_per_pixel samples.
  */
 #ifndef TIFF_LAYOUT_H
@@ -13,6 +14,7 @@ typedef struct {
     size_t samples_per_pixel;
     size_t row_samples; /* width * samples_per_pixel */
     size_t rows;
+    int big_endian; /* samples are big-endian ("endian": "big") */
 } tiff_layout;
 
 /* Fill *layout from the configuration and check `length` bytes form whole rows. `allowed` is a
@@ -31,6 +33,12 @@ static int tiff_layout_read(const uint8_t *config, uint32_t config_length, uint3
     }
     CHONKLE_REQUIRE_INT(config, config_length, "width", 1, 1 << 30, &width);
     CHONKLE_OPTIONAL_INT(config, config_length, "samples_per_pixel", 1, 1 << 16, &spp);
+    char endian[8] = "little";
+    chonkle_lookup found = chonkle_config_string(config, config_length, "endian", endian,
+                                                 sizeof endian);
+    if (found == CHONKLE_INVALID || (strcmp(endian, "little") != 0 && strcmp(endian, "big") != 0))
+        return chonkle_fail("configuration \"endian\" must be \"little\" or \"big\"");
+    layout->big_endian = strcmp(endian, "big") == 0;
     layout->bytes_per_sample = (size_t)bps;
     layout->samples_per_pixel = (size_t)spp;
     layout->row_samples = (size_t)width * (size_t)spp;

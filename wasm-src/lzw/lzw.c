@@ -3,44 +3,57 @@
  * early ("early change"). No configuration.
  *
  * Every string in the table is a substring of the output already written, so a table entry
- * is just (offset, length) into the output, and emitting a code is one memcpy.
+ * is just (offset, length) into the output, and emitting a code is one memcpy. A stream must
+ * end with the end-of-information code (libtiff and imagecodecs always write it): one that
+ * runs out before it is truncated, and refused.
  */
 #include "chonkle_codec.h"
 
 enum { CLEAR = 256, END = 257, FIRST = 258, LIMIT = 4096, MAX_BITS = 12 };
-
-/* Decoded data may be at most this many times the input (a 12-bit code yields <= 4096 bytes). */
-#define MAX_RATIO 4096u
 
 typedef struct {
     uint8_t *data;
     size_t length, capacity;
 } buffer;
 
+enum { GROWN, OVER_LIMIT, NO_MEMORY };
+
+/* Make room for `extra` more bytes: the capacity doubles, but never past chonkle_output_limit,
+ * so a bomb stops at the limit having allocated no more than it. */
 static int reserve(buffer *b, size_t extra) {
-    if (b->length + extra <= b->capacity) return 1;
-    size_t capacity = b->capacity * 2 > b->length + extra ? b->capacity * 2 : b->length + extra;
-    if (capacity > chonkle_output_limit) capacity = chonkle_output_limit;
-    if (b->length + extra > capacity) return 0;
+    if (extra <= b->capacity - b->length) return GROWN;
+    if (extra > chonkle_output_limit - b->length) return OVER_LIMIT; /* length <= limit */
+    size_t need = b->length + extra;
+    size_t limit = chonkle_output_limit;
+    size_t capacity = b->capacity > limit / 2 ? limit : b->capacity * 2;
+    if (capacity < need) capacity = need;
     uint8_t *grown = realloc(b->data, capacity);
-    if (!grown) return 0;
+    if (!grown) return NO_MEMORY;
     b->data = grown, b->capacity = capacity;
-    return 1;
+    return GROWN;
 }
 
 CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, const uint8_t *config,
                                       uint32_t config_length) {
     (void)config, (void)config_length;
     static uint32_t offset[LIMIT], size[LIMIT];
-    buffer out = {malloc((size_t)length * 3 + 64), 0, (size_t)length * 3 + 64};
+    /* a first guess at the size (TIFF data often shrinks 2 to 3 times), within the limit */
+    uint64_t guess = (uint64_t)length * 3 + 64;
+    if (guess > chonkle_output_limit) guess = chonkle_output_limit;
+    buffer out = {malloc(guess ? (size_t)guess : 1), 0, (size_t)guess};
     if (!out.data) return chonkle_fail("out of memory");
+    int grown;
     uint64_t bits = 0;
     unsigned have = 0, width = 9, next = FIRST;
     uint32_t at = 0;
     int previous = -1;
     for (;;) {
         while (have < width && at < length) bits = (bits << 8) | input[at++], have += 8;
-        if (have < width) break; /* out of input without an end code: accept what we have */
+        if (have < width) {
+            free(out.data);
+            return chonkle_fail("truncated input: the stream ends after %u bytes without its "
+                                "end-of-information code", length);
+        }
         unsigned code = (unsigned)(bits >> (have - width)) & ((1u << width) - 1);
         have -= width;
         if (code == END) break;
@@ -50,16 +63,16 @@ CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, con
         }
         size_t start = out.length;
         if (code < CLEAR) {
-            if (!reserve(&out, 1)) goto too_large;
+            if ((grown = reserve(&out, 1)) != GROWN) goto no_room;
             out.data[out.length++] = (uint8_t)code;
         } else if (code < next && code >= FIRST) {
-            if (!reserve(&out, size[code])) goto too_large;
+            if ((grown = reserve(&out, size[code])) != GROWN) goto no_room;
             memcpy(out.data + out.length, out.data + offset[code], size[code]);
             out.length += size[code];
         } else if (code == next && previous >= 0) { /* the string being defined: prev + first */
             size_t n = previous < CLEAR ? 1 : size[previous];
             size_t from = previous < CLEAR ? 0 : offset[previous];
-            if (!reserve(&out, n + 1)) goto too_large;
+            if ((grown = reserve(&out, n + 1)) != GROWN) goto no_room;
             if (previous < CLEAR) out.data[out.length] = (uint8_t)previous;
             else memcpy(out.data + out.length, out.data + from, n);
             out.data[out.length + n] = out.data[out.length];
@@ -79,12 +92,12 @@ CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, con
             if (next == (1u << width) - 1 && width < MAX_BITS) width++;
         }
         previous = (int)code;
-        if (out.length > (uint64_t)length * MAX_RATIO) goto too_large;
     }
     return chonkle_result(out.data, (uint32_t)out.length);
-too_large:
+no_room:
     free(out.data);
-    return chonkle_fail("decoded data would exceed %u times the input or 2 GiB", MAX_RATIO);
+    if (grown == OVER_LIMIT) return chonkle_fail_limit(0);
+    return chonkle_fail("out of memory for %zu output bytes", out.length);
 }
 
 /* Hash table from (prefix code, next byte) to code, sized well above the 4096 entries. */

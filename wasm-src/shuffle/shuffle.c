@@ -1,5 +1,7 @@
 /* Byte shuffle, as numcodecs.Shuffle: byte j of element i moves to j * count + i, so equal
  * significance bytes of all elements sit together. Configuration: elementsize (default 4).
+ * As in numcodecs, an elementsize of at most 1 (0, negative, a boolean, or a number such as
+ * 0.5) leaves the bytes as they are, and any other value must be an integer.
  *
  * Element sizes 2 and 4 (uint16, int32, float32: most arrays) transpose 16 elements at a
  * time with i8x16.shuffle; other sizes, and the tail, go byte by byte.
@@ -73,17 +75,65 @@ SIMD static size_t shuffle4(const uint8_t *in, uint8_t *out, size_t count) {
     return i;
 }
 
+/* Read "elementsize" as numcodecs takes it: *size is 1 for every value at most 1 (no shuffle),
+ * else the integer. Returns 0 (with the reason recorded) for a value numcodecs refuses. */
+static int read_elementsize(const uint8_t *config, uint32_t config_length, uint64_t *size) {
+    chonkle_json value;
+    *size = 4;
+    chonkle_lookup found = chonkle_config_find(config, config_length, "elementsize", &value);
+    if (found == CHONKLE_MISSING) return 1;
+    if (found != CHONKLE_FOUND) return chonkle_fail("configuration is not a JSON object"), 0;
+    const char *start = value.at, *end = value.at;
+    while (end < value.end && strchr(",} \t\r\n", *end) == NULL) end++;
+    size_t n = (size_t)(end - start);
+    char token[64];
+    if (n == 0 || n >= sizeof token) goto invalid;
+    memcpy(token, start, n);
+    token[n] = 0;
+    if (strcmp(token, "true") == 0 || strcmp(token, "false") == 0 || token[0] == '-') {
+        *size = 1; /* True, False and negative numbers are all at most 1 */
+        return 1;
+    }
+    if (token[0] < '0' || token[0] > '9') goto invalid;
+    if (strspn(token, "0123456789") == n) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (v > (UINT64_MAX - 9) / 10) goto invalid;
+            v = v * 10 + (uint64_t)(token[i] - '0');
+        }
+        if (v > INT64_MAX) goto invalid;
+        *size = v > 1 ? v : 1;
+        return 1;
+    }
+    char *parsed;
+    double number = strtod(token, &parsed);
+    if (*parsed != 0) goto invalid;
+    if (number <= 1) {
+        *size = 1;
+        return 1;
+    }
+    return chonkle_fail("configuration \"elementsize\" must be an integer when it is over 1, "
+                        "not %s", token), 0;
+invalid:
+    return chonkle_fail("configuration \"elementsize\" must be an integer up to %lld",
+                        (long long)INT64_MAX), 0;
+}
+
 static int64_t run(int decode, const uint8_t *input, uint32_t length, const uint8_t *config,
                    uint32_t config_length) {
-    int64_t elementsize = 4;
-    CHONKLE_OPTIONAL_INT(config, config_length, "elementsize", 1, 1 << 20, &elementsize);
-    size_t size = (size_t)elementsize;
+    uint64_t size;
+    if (!read_elementsize(config, config_length, &size)) return 0;
     if (length % size)
-        return chonkle_fail("input of %u bytes is not a whole number of %zu-byte elements", length,
-                            size);
+        return chonkle_fail("input of %u bytes is not a whole number of %llu-byte elements",
+                            length, (unsigned long long)size);
+    if (length > chonkle_output_limit) return chonkle_fail_limit(length);
     uint8_t *out = malloc(length ? length : 1);
     if (!out) return chonkle_fail("out of memory for %u output bytes", length);
-    size_t count = length / size, done = 0;
+    if (size == 1 || length == 0) { /* nothing to shuffle (and size may be huge if empty) */
+        memcpy(out, input, length);
+        return chonkle_result(out, length);
+    }
+    size_t count = length / size, done = 0; /* size <= length from here on */
     if (decode) {
         if (size == 2) done = unshuffle2(input, out, count);
         else if (size == 4) done = unshuffle4(input, out, count);

@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cache = commands.add_parser("cache", help="inspect, clear or warm the module cache",
                                 description="Downloaded modules are cached under "
-                                            "$CHONKLE_CACHE_DIR (default $TMPDIR/chonkle/wasm).")
+                                            "$CHONKLE_CACHE_DIR (default: your cache folder, "
+                                            "~/.cache/chonkle on Linux).")
     cache_commands = cache.add_subparsers(title="cache commands", required=True,
                                           metavar="COMMAND")
     cache_commands.add_parser("list", help="list cached modules").set_defaults(

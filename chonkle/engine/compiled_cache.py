@@ -1,27 +1,46 @@
 """Engines' compiled code on disk, so a new process decodes its first chunk without compiling.
 
-Keyed by engine name and version and by the module's SHA-256. Loading compiled code runs
-native code, so an artifact is trusted only if (1) it sits in a directory owned by this user
-that nobody else can write (the default cache root is in the shared temporary directory), and
-(2) its own checksum matches. Anything else (stale, corrupt, foreign) is deleted and rebuilt;
-the engine itself also rejects artifacts from another version or CPU. Disable with
-CHONKLE_COMPILED_CACHE=0.
+Loading compiled code runs native code that no Wasm sandbox checks, so an artifact is loaded
+only if (1) the cache root and every folder down to it pass chonkle.files'
+open_private_folder (the user's or root's, closed to others, checked on the open
+descriptors), and (2) it carries an HMAC-SHA256, under a random per-user key kept in the
+root (``compiled.key``, 0600), over the module's digest, the engine's name and version and
+the artifact itself. A checksum anyone could recompute proves nothing; the key is known only
+to this user, so an artifact planted or altered by anyone else never verifies. What does
+not verify is deleted and compiled again, never loaded.
+
+The cache is an optimization: a folder that fails the checks, a missing key, or any file
+error means compiling in memory as if it were off, never a failed decode. Artifacts live in
+``compiled/<engine>-<version>/<digest>.bin``; the engine itself also rejects artifacts from
+another build or CPU. Disable with CHONKLE_COMPILED_CACHE=0.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import errno
+import hmac
 import os
+import secrets
 import stat
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 
 from chonkle import settings
 from chonkle.engine.protocol import WasmEngine, WasmModule
-from chonkle.sources.cache import cache_dir
+from chonkle.files import (
+    Folder,
+    NotARegularFile,
+    UntrustedFolder,
+    atomic_write,
+    open_private_folder,
+    temporary_file,
+)
+from chonkle.sources.cache import COMPILED, KEY_FILE, cache_dir, is_digest
 
-MAGIC = b"chonkle-compiled-v1\n"
+MAGIC = b"chonkle-compiled-v2\n"
+KEY_SIZE = 32
+_TAG_SIZE = 32
+_FAILURES = (OSError, UntrustedFolder)
 
 
 def enabled() -> bool:
@@ -30,76 +49,122 @@ def enabled() -> bool:
 
 def compile_cached(engine: WasmEngine, wasm: bytes, digest: str) -> WasmModule:
     deserialize = getattr(engine, "deserialize", None)
-    if deserialize is None or not enabled():
+    if deserialize is None or not enabled() or not is_digest(digest):
         return engine.compile(wasm)
-    folder = cache_dir() / "compiled" / _safe(f"{engine.name}-{engine.version}")
-    path = folder / f"{digest}.bin"
-    if _private(folder) and _owned(path):
-        module = _load(deserialize, path)
-        if module is not None:
-            return module
-    module = engine.compile(wasm)
-    with contextlib.suppress(Exception):  # the cache is an optimization: never fail a decode
-        _store(folder, path, module.serialize())
-    return module
+    opened = _open(engine)
+    if opened is None:  # no trustworthy place on disk: compile in memory
+        return engine.compile(wasm)
+    folder, key = opened
+    with folder:
+        name = f"{digest}.bin"
+        context = (digest, str(engine.name), str(engine.version))
+        module = _load(folder, name, key, context, deserialize)
+        if module is None:
+            module = engine.compile(wasm)
+            with contextlib.suppress(Exception):  # serialize may fail in engine-specific ways
+                atomic_write(name, seal(key, *context, module.serialize()), mode=0o600,
+                             folder=folder)
+        return module
 
 
-def _load(deserialize, path: Path) -> WasmModule | None:
+def seal(key: bytes, digest: str, engine: str, version: str, payload: bytes) -> bytes:
+    """The artifact file: MAGIC, the tag authenticating everything else, the payload."""
+    return MAGIC + _tag(key, digest, engine, version, payload) + payload
+
+
+def _tag(key: bytes, digest: str, engine: str, version: str, payload: bytes) -> bytes:
+    mac = hmac.new(key, digestmod="sha256")
+    for field in (MAGIC, *(s.encode("utf-8") for s in (digest, engine, version))):
+        mac.update(len(field).to_bytes(8, "big") + field)  # length-prefixed: unambiguous
+    mac.update(payload)
+    return mac.digest()
+
+
+def _load(folder: Folder, name: str, key: bytes, context: tuple[str, str, str],
+          deserialize: Callable[[bytes], WasmModule]) -> WasmModule | None:
+    """The module in a verified artifact; anything else found there is deleted."""
     try:
-        blob = path.read_bytes()
+        found = folder.read(name)
+    except NotARegularFile:
+        found = None
     except OSError:
         return None
-    header = len(MAGIC) + 32
-    checksum, payload = blob[len(MAGIC):header], blob[header:]
-    if blob[:len(MAGIC)] == MAGIC and hashlib.sha256(payload).digest() == checksum:
-        try:
-            return deserialize(payload)
-        except Exception:  # another engine build or CPU: rebuild
-            pass
-    path.unlink(missing_ok=True)
+    else:
+        if found is None:
+            return None
+        blob, info = found
+        header = len(MAGIC) + _TAG_SIZE
+        payload = blob[header:]
+        if (info.st_uid == os.geteuid() and blob[:len(MAGIC)] == MAGIC
+                and hmac.compare_digest(blob[len(MAGIC):header], _tag(key, *context, payload))):
+            try:
+                return deserialize(payload)
+            except Exception:  # another engine build or CPU: rebuild
+                pass
+    with contextlib.suppress(OSError):
+        folder.remove(name)
     return None
 
 
-def _store(folder: Path, path: Path, payload: bytes) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not _private(folder):
-        return
-    fd, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+def _open(engine: WasmEngine) -> tuple[Folder, bytes] | None:
+    """This engine's artifact folder and the key, if the cache root is trustworthy."""
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(MAGIC + hashlib.sha256(payload).digest() + payload)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-
-
-def _private(folder: Path) -> bool:
-    """Is every directory from the cache root down to `folder` ours and closed to others?"""
-    if not hasattr(os, "getuid"):
-        return True
-    root = cache_dir()
-    with contextlib.suppress(OSError):
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for directory in [root, *reversed([p for p in folder.parents if root in p.parents]), folder]:
+        root = open_private_folder(cache_dir(), create=True)
+    except _FAILURES:
+        return None
+    if root is None or root.fd is None:  # no owners to check (Windows): do not cache
+        return None
+    with root:
         try:
-            info = directory.stat()
-        except FileNotFoundError:
+            key = _secret_key(root)
+            with root.subfolder(COMPILED, create=True) as compiled:
+                return compiled.subfolder(_safe(f"{engine.name}-{engine.version}"),
+                                          create=True), key
+        except _FAILURES:
+            return None
+
+
+def _secret_key(root: Folder) -> bytes:
+    """The user's key, made on first use."""
+    for _ in range(3):
+        key = _read_key(root)
+        if key is not None:
+            return key
+        try:
+            return _new_key(root)
+        except FileExistsError:  # another process made one first: use it
             continue
-        except OSError:
-            return False
-        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return False
-    return True
+    raise OSError(errno.EAGAIN, "cannot settle on a key", str(root.path / KEY_FILE))
 
 
-def _owned(path: Path) -> bool:
-    if not hasattr(os, "getuid"):
-        return True
+def _read_key(root: Folder) -> bytes | None:
+    """The key, read without following links and used only if it is a regular file of 32
+    bytes owned by this user and closed to others; a bad one is deleted (and so every
+    artifact it signed is rebuilt)."""
     try:
-        return path.stat().st_uid == os.getuid()
-    except OSError:
-        return False
+        found = root.read(KEY_FILE)
+        if found is None:
+            return None
+        key, info = found
+        if (info.st_uid == os.geteuid() and len(key) == KEY_SIZE
+                and not stat.S_IMODE(info.st_mode) & 0o077):
+            return key
+    except NotARegularFile:
+        pass
+    root.remove(KEY_FILE)
+    return None
+
+
+def _new_key(root: Folder) -> bytes:
+    """A fresh key, written in full (O_EXCL | O_NOFOLLOW, 0600) before it gets its name;
+    linking never replaces, so concurrent processes agree on one key."""
+    key = secrets.token_bytes(KEY_SIZE)
+    with temporary_file(root, KEY_FILE, 0o600, exact=0o600) as (file, temporary):
+        file.write(key)
+        file.flush()
+        os.fsync(file.fileno())
+        root.link(temporary, KEY_FILE)
+    return key
 
 
 def _safe(name: str) -> str:

@@ -1,25 +1,36 @@
 """The on-disk cache of downloaded Wasm modules: content-addressed, verified on every read.
 
-Layout under ``$CHONKLE_CACHE_DIR`` (default ``$TMPDIR/chonkle/wasm``):
+Layout under the cache root (``$CHONKLE_CACHE_DIR``, by default the per-user cache folder:
+``~/.cache/chonkle`` on Linux):
 
     blobs/sha256/<hex>   module bytes, named by their SHA-256
     uris/<key>.json      which digest a URI resolved to, and when
-    tmp/                 downloads in progress (renamed into blobs/ when complete)
+    tmp/                 downloads in progress
     locks/<key>.lock     one process downloads a URI while the others wait
+    compiled/, compiled.key   engines' compiled code, and the key that signs it
+                              (chonkle.engine.compiled_cache)
 
-A blob is re-hashed whenever it is read, so a corrupted or truncated entry is noticed,
-deleted and fetched again; a download becomes visible only by an atomic rename, so no
-reader ever sees a partial file.
+The index says which code an unpinned URI runs, so the cache is used only if nobody else
+can change it: the root is opened with chonkle.files.open_private_folder (it and its
+parents must be the user's or root's and closed to others, checked on the open
+descriptors), and everything in it is reached relative to that descriptor, never through a
+link. A folder that fails is a SourceError saying why and how to fix it; so is any other
+file-system failure. A blob is re-hashed whenever it is read, so a corrupted or truncated
+entry is noticed, deleted and fetched again; a digest from an index entry must be 64 hex
+digits before it names a file; files are written by one atomic rename (0600), so no reader
+ever sees a partial one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,18 +38,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import platformdirs
+
 from chonkle import settings
 from chonkle.errors import SourceError
+from chonkle.files import (
+    Folder,
+    NotARegularFile,
+    UntrustedFolder,
+    atomic_write,
+    open_private_folder,
+    temporary_file,
+)
 
 try:
     import fcntl
 except ImportError:  # Windows: downloads stay atomic, but are not deduplicated across processes
     fcntl = None
 
+COMPILED = "compiled"  # chonkle.engine.compiled_cache's folder in the root
+KEY_FILE = "compiled.key"  # and the key that authenticates what is in it
+_FOLDERS = ("blobs", "uris", "tmp", "locks", COMPILED)
+_DIGEST = re.compile("[0-9a-f]{64}")
+_INDEX_NAME = re.compile(r"[0-9a-f]{32}\.json")
 
 
 def cache_dir() -> Path:
-    return settings.cache_root() or Path(tempfile.gettempdir()) / "chonkle" / "wasm"
+    return settings.cache_root() or Path(platformdirs.user_cache_dir("chonkle"))
+
+
+def is_digest(value: object) -> bool:
+    """64 lowercase hex digits: the only digests that ever name a file."""
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
 
 
 def check_digest(data: bytes, expected: str | None, where: str) -> str:
@@ -48,7 +79,6 @@ def check_digest(data: bytes, expected: str | None, where: str) -> str:
         raise SourceError(f"module from {where} has sha256 {actual}, but the pipeline pins "
                           f"{expected}; refusing to run it")
     return actual
-
 
 
 @dataclass(frozen=True)
@@ -67,28 +97,23 @@ class ModuleCache:
 
     def blob(self, digest: str) -> bytes | None:
         """The module with this SHA-256, if cached and intact (a damaged blob is deleted)."""
-        path = self._blob_path(digest)
-        try:
-            data = path.read_bytes()
-        except OSError:
+        if not is_digest(digest):
             return None
-        if hashlib.sha256(data).hexdigest() != digest:
-            path.unlink(missing_ok=True)
-            return None
-        return data
+        with self._folder("blobs", "sha256", create=False) as blobs:
+            return None if blobs is None else _read_blob(blobs, digest)
 
     def lookup(self, uri: str) -> tuple[bytes, str] | None:
         """The module last fetched from `uri`, if its index entry and blob are intact."""
-        entry = self._read_index(self._index_path(uri))
-        if entry is None or entry.uri != uri:
-            return None
-        data = self.blob(entry.sha256)
-        return None if data is None else (data, entry.sha256)
+        with self._folder(create=False) as root:
+            return None if root is None else _lookup(root, uri)
 
     def entries(self) -> list[CacheEntry]:
-        paths = sorted((self.root / "uris").glob("*.json"))
-        found = (self._read_index(p) for p in paths)
-        return sorted((e for e in found if e is not None), key=lambda e: e.uri)
+        with self._folder("uris", create=False) as uris:
+            if uris is None:
+                return []
+            found = (_read_entry(uris, name) for name in uris.names()
+                     if _INDEX_NAME.fullmatch(name))
+            return sorted((e for e in found if e is not None), key=lambda e: e.uri)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -100,79 +125,168 @@ class ModuleCache:
         waited finds the entry already there (when `reuse`). The bytes are verified
         against `expected` before anything is stored, so a wrong download leaves no trace.
         """
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._lock(uri):
+        with self._folder(create=True) as root, _lock(root, uri):
             if reuse:
-                hit = self.lookup(uri)
+                hit = _lookup(root, uri)
                 if hit is not None and expected in (None, hit[1]):
                     return hit
-            scratch = self.root / "tmp"
-            scratch.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=scratch, suffix=".part")
-            try:
-                with os.fdopen(fd, "w+b") as file:
+            with _descend(root, "tmp") as scratch, temporary_file(scratch, "download") as (
+                    file, _):
+                try:
                     fill(file)
                     file.flush()
-                    file.seek(0)
-                    data = file.read()
-                digest = check_digest(data, expected, f"{uri!r}")
-                blob = self._blob_path(digest)
-                blob.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(temporary, blob)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
-            self._write_index(CacheEntry(uri, digest, len(data), time.time()))
+                except OSError as exc:  # fetchers report their own failures as SourceError
+                    raise SourceError(f"{uri!r}: cannot save the download in {scratch.path}: "
+                                      f"{exc.strerror or exc}") from None
+                file.seek(0)
+                data = file.read()
+            digest = check_digest(data, expected, f"{uri!r}")
+            with _descend(root, "blobs", "sha256") as blobs:
+                atomic_write(digest, data, mode=0o600, folder=blobs)
+            entry = CacheEntry(uri, digest, len(data), time.time())
+            with _descend(root, "uris") as uris:
+                atomic_write(_index_name(uri), json.dumps(dataclasses.asdict(entry)).encode(),
+                             mode=0o600, folder=uris)
             return data, digest
 
     def clear(self) -> int:
-        """Delete everything; returns the number of URI entries removed."""
-        count = len(self.entries())
-        for name in ("blobs", "uris", "tmp", "locks", "compiled"):
-            shutil.rmtree(self.root / name, ignore_errors=True)
+        """Delete everything (never following a link out of the root); returns the number
+        of URI entries removed."""
+        try:
+            count = len(self.entries())
+        except SourceError:  # a damaged index is what clear repairs
+            count = 0
+        with self._folder(create=False) as root:
+            if root is None:
+                return 0
+            for name in (*_FOLDERS, KEY_FILE):
+                root.remove(name)
         return count
 
     # -- internals -------------------------------------------------------------------------
 
-    def _blob_path(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / digest
-
-    def _index_path(self, uri: str) -> Path:
-        return self.root / "uris" / f"{_key(uri)}.json"
-
-    def _read_index(self, path: Path) -> CacheEntry | None:
-        try:
-            record = json.loads(path.read_text())
-            return CacheEntry(record["uri"], record["sha256"], record["size"], record["fetched"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def _write_index(self, entry: CacheEntry) -> None:
-        path = self._index_path(entry.uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as file:
-            json.dump(entry.__dict__, file)
-        os.replace(temporary, path)
-
     @contextlib.contextmanager
-    def _lock(self, uri: str) -> Iterator[None]:
-        with _thread_lock(uri):
-            if fcntl is None:
-                yield
+    def _folder(self, *names: str, create: bool) -> Iterator[Folder | None]:
+        """The trusted root (or a folder in it), None if missing and not `create`. Any
+        OSError inside the block is a SourceError naming the path and the reason."""
+        try:
+            root = open_private_folder(self.root, create=create)
+            if root is None:
+                yield None
                 return
-            locks = self.root / "locks"
-            locks.mkdir(parents=True, exist_ok=True)
-            with open(locks / f"{_key(uri)}.lock", "w") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+            with root:
+                if not names:
+                    yield root
+                    return
+                with _descend(root, *names, create=create) as folder:
+                    yield folder
+        except UntrustedFolder as exc:
+            raise SourceError(f"the module cache {self.root} is not safe to use: {exc.path} "
+                              f"{exc.reason}, so others could change the code chonkle runs; "
+                              f"fix: {exc.fix}, or set {settings.CACHE_DIR} to a folder of "
+                              "your own") from None
+        except OSError as exc:
+            where = exc.filename or self.root
+            raise SourceError(f"the module cache {self.root} cannot be used: {where}: "
+                              f"{exc.strerror or exc} (fix it, or set {settings.CACHE_DIR} "
+                              "to another folder)") from None
+
+
+@contextlib.contextmanager
+def _descend(folder: Folder, *names: str, create: bool = True) -> Iterator[Folder | None]:
+    """The private folder at `names` below `folder` (made if missing and `create`)."""
+    current: Folder | None = folder
+    with contextlib.ExitStack() as opened:
+        for name in names:
+            current = current.subfolder(name, create=create)
+            if current is None:
+                break
+            opened.enter_context(current)
+        yield current
+
+
+def _lookup(root: Folder, uri: str) -> tuple[bytes, str] | None:
+    with _descend(root, "uris", create=False) as uris:
+        entry = None if uris is None else _read_entry(uris, _index_name(uri), repair=True)
+    if entry is None or entry.uri != uri:
+        return None
+    with _descend(root, "blobs", "sha256", create=False) as blobs:
+        data = None if blobs is None else _read_blob(blobs, entry.sha256)
+    return None if data is None else (data, entry.sha256)
+
+
+def _read_blob(blobs: Folder, digest: str) -> bytes | None:
+    try:
+        found = blobs.read(digest)
+    except NotARegularFile:
+        found = None
+    else:
+        if found is None:
+            return None
+        if hashlib.sha256(found[0]).hexdigest() == digest:
+            return found[0]
+    blobs.remove(digest)  # damaged, truncated, or not a file: fetched again
+    return None
+
+
+def _read_entry(uris: Folder, name: str, *, repair: bool = False) -> CacheEntry | None:
+    """An index entry, if well-formed: its digest must be one (it names a blob file)."""
+    try:
+        found = uris.read(name)
+        if found is None:
+            return None
+        record = json.loads(found[0])
+        entry = CacheEntry(record["uri"], record["sha256"], record["size"], record["fetched"])
+    except (NotARegularFile, ValueError, KeyError, TypeError):
+        entry = None
+    if entry is None or not (isinstance(entry.uri, str) and is_digest(entry.sha256)
+                             and isinstance(entry.size, int)
+                             and isinstance(entry.fetched, (int, float))):
+        if repair:
+            uris.remove(name)
+        return None
+    return entry
+
+
+@contextlib.contextmanager
+def _lock(root: Folder, uri: str) -> Iterator[None]:
+    """This URI's lock, across threads and processes."""
+    with _thread_lock(uri):
+        if fcntl is None or root.fd is None:
+            yield
+            return
+        with _descend(root, "locks") as locks:
+            fd = _open_lock(locks, f"{_key(uri)}.lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _open_lock(locks: Folder, name: str) -> int:
+    """The lock file: created if missing, never truncated, never opened through a link. A
+    link or anything but a file in its place (chonkle never makes one) is deleted first."""
+    for _ in range(2):
+        try:
+            fd = locks.open(name, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.EMLINK, errno.EISDIR):
+                raise
+        else:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+            os.close(fd)
+        locks.remove(name)
+    raise OSError(errno.EINVAL, "not a regular file", str(locks.path / name))
 
 
 def _key(uri: str) -> str:
     return hashlib.sha256(uri.encode("utf-8")).hexdigest()[:32]
+
+
+def _index_name(uri: str) -> str:
+    return f"{_key(uri)}.json"
 
 
 _thread_locks: dict[str, threading.Lock] = {}

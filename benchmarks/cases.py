@@ -62,9 +62,8 @@ CASES: dict[str, CodecCase] = {
         lambda r: {"level": 6}, lambda r: r.tobytes(),
         lambda r, b: numcodecs.Zlib(6).encode(b), lambda r, b: numcodecs.Zlib(6).decode(b)),
     "zstd": CodecCase(
-        lambda r: {}, lambda r: r.tobytes(),
-        lambda r, b: numcodecs.Zstd(3).encode(b), lambda r, b: numcodecs.Zstd(3).decode(b),
-        wasm_encode=False),
+        lambda r: {"level": 3}, lambda r: r.tobytes(),
+        lambda r, b: numcodecs.Zstd(3).encode(b), lambda r, b: numcodecs.Zstd(3).decode(b)),
 }
 
 

@@ -29,9 +29,12 @@ class BuildError(ChonkleError):
 # No global -msimd128: wasmer 1.1's compiler predates the final SIMD spec and rejects
 # opcodes clang's auto-vectorizer emits (i64x2.extend_low_i32x4_u, ...). Codecs opt in per
 # function with __attribute__((target("simd128"))), using operations both engines accept.
+# A 1 MiB stack (the toolchain's default is 16 MiB, all of it linear memory every instance
+# starts with): codecs keep their tables in globals or on the heap.
+STACK_SIZE = 1 << 20
 CFLAGS = [
     "--target=wasm32-wasi", "-mexec-model=reactor", "-O3", "-mbulk-memory",
-    "-std=c11", "-Wall", "-Wextra", "-Werror", "-s",
+    "-std=c11", "-Wall", "-Wextra", "-Werror", "-s", f"-Wl,-z,stack-size={STACK_SIZE}",
 ]
 ZIGFLAGS = ["-target", "wasm32-wasi", "-O", "ReleaseFast", "-fno-entry", "-rdynamic", "-fstrip"]
 

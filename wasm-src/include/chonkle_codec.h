@@ -27,6 +27,11 @@
  * against it before allocating, so a decompression bomb stops near the limit, not past it. */
 #define CHONKLE_DEFAULT_OUTPUT_LIMIT ((uint32_t)1 << 30)
 
+/* The largest single buffer: wasi-libc's malloc grows memory with sbrk, whose signed 32-bit
+ * increment traps on a request of 2 GiB or more instead of failing, so larger requests are
+ * refused first (NULL, a clean "out of memory"). */
+#define CHONKLE_ALLOCATION_MAX ((uint64_t)0x7FF00000)
+
 /* A codec of several .c files defines CHONKLE_SECONDARY_FILE before including this header in
  * all but one of them, so the exports and the error message buffer exist exactly once. */
 extern char chonkle_error_text[512];
@@ -42,11 +47,12 @@ CHONKLE_EXPORT(set_output_limit) void chonkle_set_output_limit(uint32_t limit) {
     chonkle_output_limit = limit;
 }
 
-CHONKLE_EXPORT(alloc) void *chonkle_alloc(int32_t size) {
-    return malloc(size > 0 ? (size_t)size : 1);
+CHONKLE_EXPORT(alloc) void *chonkle_alloc(uint32_t size) {
+    if (size > CHONKLE_ALLOCATION_MAX) return NULL;
+    return malloc(size ? (size_t)size : 1);
 }
 
-CHONKLE_EXPORT(dealloc) void chonkle_dealloc(void *ptr, int32_t size) {
+CHONKLE_EXPORT(dealloc) void chonkle_dealloc(void *ptr, uint32_t size) {
     (void)size;
     free(ptr);
 }
@@ -73,6 +79,20 @@ CHONKLE_EXPORT(last_error) int64_t chonkle_last_error(void) {
                    uint32_t config_length) {                                                   \
         return run(1, input, length, config, config_length);                                   \
     }
+
+/* Grow a buffer of old_size bytes to new_size, or NULL (the buffer is then untouched).
+ * dlmalloc's realloc extends a chunk in place only when the free top of the heap already
+ * holds the growth; otherwise it copies and leaves the old chunk as a hole, so a buffer grown
+ * by doubling would hold twice its size of linear memory. Growing the top first (a malloc and
+ * free of the difference) makes the realloc extend in place. */
+CHONKLE_HELPER void *chonkle_grow(void *buffer, size_t old_size, uint64_t new_size) {
+    if (new_size > CHONKLE_ALLOCATION_MAX) return NULL;
+    if (buffer && new_size > old_size) {
+        void *volatile pad = malloc((size_t)new_size - old_size); /* volatile: not elided */
+        free(pad);
+    }
+    return realloc(buffer, (size_t)new_size);
+}
 
 /* Pack an output buffer (from malloc) as the contract's i64 result; ownership goes to the host. */
 CHONKLE_HELPER int64_t chonkle_result(void *ptr, uint32_t length) {

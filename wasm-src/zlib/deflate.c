@@ -21,10 +21,15 @@ static const level_params LEVELS[10] = {
 };
 
 typedef struct {
-    uint8_t *out, *at;
+    uint8_t *out, *at, *end; /* end: the capacity, at most the output limit */
     uint64_t bits;
     unsigned count;
 } bit_writer;
+
+/* Whether `bits` more bits fit in the output. */
+static int room(const bit_writer *w, uint64_t bits) {
+    return (w->count + bits + 7) / 8 <= (uint64_t)(w->end - w->at);
+}
 
 static void put(bit_writer *w, uint32_t value, unsigned n) {
     w->bits |= (uint64_t)value << w->count;
@@ -189,7 +194,8 @@ static unsigned rle_lengths(const uint8_t *lens, unsigned n, uint8_t *symbols, u
     return out;
 }
 
-static void write_block(bit_writer *w, const block *b, const uint8_t *input, int last) {
+/* Write the block as whichever encoding is smallest; 0 if that does not fit the output. */
+static int write_block(bit_writer *w, const block *b, const uint8_t *input, int last) {
     static const uint8_t EXTRA_BITS[19] = {[16] = 2, [17] = 3, [18] = 7};
     uint32_t lit_freq[288] = {0}, dist_freq[30] = {0}, cl_freq[19] = {0};
     for (unsigned i = 0; i < b->n; i++) {
@@ -227,6 +233,8 @@ static void write_block(bit_writer *w, const block *b, const uint8_t *input, int
     for (unsigned i = 0; i < b->n; i++) raw += b->dist[i] ? b->litlen[i] : 1;
     uint64_t stored_bits = 3 + 7 + 32 + 8 * (uint64_t)raw + 40 * (raw / 65535);
 
+    uint64_t best = stored_bits < fixed_bits ? stored_bits : fixed_bits;
+    if (!room(w, best < dynamic_bits ? best : dynamic_bits)) return 0;
     if (stored_bits <= fixed_bits && stored_bits <= dynamic_bits) {
         const uint8_t *data = input + b->start;
         do {
@@ -238,12 +246,12 @@ static void write_block(bit_writer *w, const block *b, const uint8_t *input, int
             memcpy(w->at, data, len);
             w->at += len, data += len;
         } while (raw);
-        return;
+        return 1;
     }
     if (fixed_bits <= dynamic_bits) {
         put(w, last, 1), put(w, 1, 2);
         put_symbols(w, b, &fixed);
-        return;
+        return 1;
     }
     uint16_t cl_codes[19];
     canonical_codes(cl_lens, 19, cl_codes);
@@ -255,6 +263,7 @@ static void write_block(bit_writer *w, const block *b, const uint8_t *input, int
         if (rle[i] >= 16) put(w, rle_extra[i], EXTRA_BITS[rle[i]]);
     }
     put_symbols(w, b, &dynamic);
+    return 1;
 }
 
 static uint32_t hash3(const uint8_t *p) {
@@ -267,12 +276,18 @@ int64_t deflate_zlib(const uint8_t *input, uint32_t length, int level) {
     static block b;
     static int have_codes = 0;
     if (!have_codes) init_codes(), have_codes = 1;
-    /* stored blocks are the worst case of write_block's choice */
-    uint64_t bound = (uint64_t)length + 5 * ((uint64_t)length / 16384 + 1) + 64;
-    if (bound > chonkle_output_limit) return chonkle_fail_limit(bound);
-    bit_writer w = {malloc((size_t)bound), NULL, 0, 0};
-    if (!w.out) return chonkle_fail("out of memory");
-    w.at = w.out;
+    /* Stored blocks are the worst case of write_block's choice: 5 bytes per block and per
+     * 65535 stored bytes. The buffer is that bound (64-bit arithmetic), or the output limit
+     * when smaller: blocks are checked as they are written, so an input whose output fits
+     * the limit is encoded even when its worst case would not fit. */
+    uint64_t bound = (uint64_t)length + 5 * ((uint64_t)length / 16384 + (uint64_t)length / 65535 + 2) + 64;
+    uint64_t capacity = bound < chonkle_output_limit ? bound : chonkle_output_limit;
+    int capped = capacity >= CHONKLE_ALLOCATION_MAX; /* then running out is memory, not the limit */
+    if (capped) capacity = CHONKLE_ALLOCATION_MAX - 1;
+    bit_writer w = {malloc((size_t)capacity + 1), NULL, NULL, 0, 0};
+    if (!w.out) return chonkle_fail("out of memory for %llu bytes of output", (unsigned long long)capacity);
+    w.at = w.out, w.end = w.out + (size_t)capacity;
+    if (!room(&w, 16 + 32)) goto over_limit; /* header and trailer */
     *w.at++ = 0x78; /* 32 KiB window, deflate */
     *w.at++ = level == 0 ? 0x01 : level < 6 ? 0x5E : level == 6 ? 0x9C : 0xDA; /* FLEVEL + FCHECK */
     const level_params p = LEVELS[level];
@@ -285,7 +300,7 @@ int64_t deflate_zlib(const uint8_t *input, uint32_t length, int level) {
 #define EMIT_MATCH(len, d) (b.litlen[b.n] = (uint16_t)(len), b.dist[b.n++] = (uint16_t)(d))
 #define INSERT(pos)                                                         \
     do {                                                                    \
-        if ((pos) + MIN_MATCH <= length) {                                  \
+        if (length - (pos) >= MIN_MATCH) {                                  \
             uint32_t h_ = hash3(input + (pos));                             \
             prev[(pos) & (WINDOW - 1)] = head[h_];                          \
             head[h_] = (uint32_t)(pos) + 1;                                 \
@@ -293,7 +308,7 @@ int64_t deflate_zlib(const uint8_t *input, uint32_t length, int level) {
     } while (0)
     while (level > 0 && i < length) {
         unsigned best = 0, best_distance = 0;
-        if (i + MIN_MATCH <= length) {
+        if (length - i >= MIN_MATCH) {
             uint32_t candidate = head[hash3(input + i)];
             INSERT(i);
             unsigned chain = p.chain, limit = length - i < MAX_MATCH ? (unsigned)(length - i) : MAX_MATCH;
@@ -340,7 +355,7 @@ int64_t deflate_zlib(const uint8_t *input, uint32_t length, int level) {
             }
         }
         if (b.n >= BLOCK_SYMBOLS - 2) { /* a pending literal starts the next block */
-            write_block(&w, &b, input, 0);
+            if (!write_block(&w, &b, input, 0)) goto over_limit;
             b.n = 0, b.start = i - (size_t)pending_literal;
         }
         block_end_pos = i;
@@ -352,6 +367,7 @@ int64_t deflate_zlib(const uint8_t *input, uint32_t length, int level) {
         do {
             size_t len = left > 65535 ? 65535 : left;
             left -= len;
+            if (!room(&w, 3 + 7 + 32 + 8 * (uint64_t)len + 32)) goto over_limit;
             put(&w, left == 0, 1), put(&w, 0, 2);
             flush_to_byte(&w);
             put(&w, (uint32_t)len, 16), put(&w, (uint32_t)(~len & 0xFFFF), 16);
@@ -359,13 +375,17 @@ int64_t deflate_zlib(const uint8_t *input, uint32_t length, int level) {
             w.at += len, data += len;
         } while (left);
     } else {
-        write_block(&w, &b, input, 1);
+        if (!write_block(&w, &b, input, 1)) goto over_limit;
         flush_to_byte(&w);
     }
 #undef EMIT_LITERAL
 #undef EMIT_MATCH
 #undef INSERT
+    if (w.end - w.at < 4) goto over_limit;
     uint32_t check = adler32(input, length);
     for (int k = 3; k >= 0; k--) *w.at++ = (uint8_t)(check >> (8 * k));
     return chonkle_result(w.out, (uint32_t)(w.at - w.out));
+over_limit:
+    free(w.out);
+    return capped ? chonkle_fail("out of memory for the output") : chonkle_fail_limit(0);
 }

@@ -99,6 +99,7 @@ typedef struct {
     unsigned count;   /* valid bits in `bits` */
     unsigned overrun; /* zero bytes fed past the end of the input */
     uint8_t *out_start, *out, *out_end; /* out_end leaves 16 bytes of slack */
+    int64_t failure; /* the call's failure result: 0, or chonkle_fail_limit's */
 } stream;
 
 static void refill(stream *s) {
@@ -124,17 +125,33 @@ static uint32_t take(stream *s, unsigned n) {
     return value;
 }
 
-/* Make room for `need` more output bytes, doubling the buffer up to the decoded-size limit. */
+enum { GROWN = 1, OVER_LIMIT = 0, OUT_OF_MEMORY = -1 };
+
+/* Make room for `need` more output bytes: double the buffer, but never past the output limit
+ * (so a bomb stops at the limit, having allocated about that much). 64-bit arithmetic. */
 static int grow(stream *s, size_t need) {
-    size_t used = (size_t)(s->out - s->out_start), capacity = (size_t)(s->out_end - s->out_start);
-    if (used + need <= capacity) return 1;
-    size_t wanted = capacity * 2 > used + need ? capacity * 2 : used + need;
-    if (wanted > ZLIB_MAX_DECODED) wanted = ZLIB_MAX_DECODED;
-    if (used + need > wanted) return 0;
-    uint8_t *grown = realloc(s->out_start, wanted + 16);
-    if (!grown) return 0;
-    s->out_start = grown, s->out = grown + used, s->out_end = grown + wanted;
-    return 1;
+    uint64_t used = (uint64_t)(s->out - s->out_start), capacity = (uint64_t)(s->out_end - s->out_start);
+    if (used + need <= capacity) return GROWN;
+    uint64_t limit = chonkle_output_limit, wanted = capacity * 2;
+    if (used + need > limit) return OVER_LIMIT;
+    if (wanted < used + need) wanted = used + need;
+    if (wanted > limit) wanted = limit;
+    if (wanted + 16 > CHONKLE_ALLOCATION_MAX && used + need + 16 <= CHONKLE_ALLOCATION_MAX) wanted = CHONKLE_ALLOCATION_MAX - 16;
+    /* when linear memory cannot hold the doubled buffer, settle for less: halve the extra
+     * room until it fits, down to exactly what is needed */
+    uint8_t *grown;
+    while (!(grown = chonkle_grow(s->out_start, (size_t)capacity + 16, wanted + 16)) && wanted > used + need)
+        wanted = used + need + (wanted - used - need) / 2;
+    if (!grown) return OUT_OF_MEMORY;
+    s->out_start = grown, s->out = grown + (size_t)used, s->out_end = grown + (size_t)wanted;
+    return GROWN;
+}
+
+/* The failure result for a grow() that did not succeed. */
+static int64_t grow_failed(stream *s, size_t need, int status) {
+    uint64_t size = (uint64_t)(s->out - s->out_start) + need;
+    if (status == OVER_LIMIT) return s->failure = chonkle_fail_limit(size), 0;
+    return chonkle_fail("out of memory for %llu bytes of output", (unsigned long long)size);
 }
 
 static uint32_t decode_symbol(stream *s, const uint32_t *table, unsigned root) {
@@ -150,17 +167,19 @@ static uint32_t decode_symbol(stream *s, const uint32_t *table, unsigned root) {
 #define FAIL(...) return chonkle_fail(__VA_ARGS__)
 
 static int64_t inflate_block(stream *s, const uint32_t *litlen, const uint32_t *dist) {
+    int status;
+    size_t need;
     for (;;) {
         refill(s); /* >= 56 bits: enough for a length and a distance with their extra bits */
         if (s->overrun > 8) FAIL("truncated input: the stream ends inside a block");
         uint32_t entry = decode_symbol(s, litlen, LITLEN_ROOT);
         if (entry & (F_LITERAL << 8)) {
-            if (s->out >= s->out_end && !grow(s, 1)) goto too_large;
+            if (s->out >= s->out_end && (status = grow(s, need = 1)) != GROWN) goto failed;
             *s->out++ = (uint8_t)(entry >> 16);
             if (s->count >= 32) { /* room for a second literal without a refill */
                 entry = decode_symbol(s, litlen, LITLEN_ROOT);
                 if (entry & (F_LITERAL << 8)) {
-                    if (s->out >= s->out_end && !grow(s, 1)) goto too_large;
+                    if (s->out >= s->out_end && (status = grow(s, need = 1)) != GROWN) goto failed;
                     *s->out++ = (uint8_t)(entry >> 16);
                     continue;
                 }
@@ -183,7 +202,8 @@ static int64_t inflate_block(stream *s, const uint32_t *litlen, const uint32_t *
         s->bits >>= extra, s->count -= extra;
         if (distance > (size_t)(s->out - s->out_start))
             FAIL("corrupt input: distance %zu reaches before the start of the data", distance);
-        if ((size_t)(s->out_end - s->out) < length && !grow(s, length)) goto too_large;
+        if ((size_t)(s->out_end - s->out) < length && (status = grow(s, need = length)) != GROWN)
+            goto failed;
         uint8_t *to = s->out;
         const uint8_t *from = to - distance;
         s->out += length;
@@ -200,8 +220,8 @@ static int64_t inflate_block(stream *s, const uint32_t *litlen, const uint32_t *
             while (to < s->out) *to++ = *from++;
         }
     }
-too_large:
-    FAIL("decoded data would exceed %zu bytes", ZLIB_MAX_DECODED);
+failed:
+    return grow_failed(s, need, status);
 }
 
 static int64_t read_dynamic_tables(stream *s, uint32_t *litlen, uint32_t *dist) {
@@ -263,23 +283,28 @@ int64_t inflate_zlib(const uint8_t *input, uint32_t length) {
     if (input[1] & 0x20) FAIL("zlib streams with a preset dictionary are not supported");
     if (!have_fixed && !(have_fixed = fixed_tables(fixed_litlen, fixed_dist)))
         FAIL("internal error: cannot build the fixed Huffman tables");
-    size_t capacity = (size_t)length * 4 + 1024;
-    stream s = {input + 2, input, input + length - 4, 0, 0, 0, NULL, NULL, NULL};
-    s.out_start = s.out = malloc(capacity + 16);
+    /* a first guess of 4x the input, in 64 bits (4 * length wraps for 1 GiB), capped at the
+     * limit and at what one buffer can hold; grow() doubles it from there */
+    uint64_t capacity = (uint64_t)length * 4 + 1024;
+    if (capacity > chonkle_output_limit) capacity = chonkle_output_limit;
+    if (capacity > CHONKLE_ALLOCATION_MAX - 16) capacity = CHONKLE_ALLOCATION_MAX - 16;
+    stream s = {input + 2, input, input + length - 4, 0, 0, 0, NULL, NULL, NULL, 0};
+    s.out_start = s.out = malloc((size_t)capacity + 16);
     if (!s.out) FAIL("out of memory");
-    s.out_end = s.out + capacity;
+    s.out_end = s.out + (size_t)capacity;
     int64_t ok = 1;
     for (int last = 0; !last && ok;) {
         last = (int)take(&s, 1);
         unsigned type = take(&s, 2);
         if (type == 0) {
             size_t at = align_to_byte(&s);
-            if (at + 4 > (size_t)(s.end - s.start)) { ok = chonkle_fail("truncated input: stored block header"); break; }
+            if ((uint64_t)at + 4 > (uint64_t)(s.end - s.start)) { ok = chonkle_fail("truncated input: stored block header"); break; }
             const uint8_t *p = s.start + at;
             unsigned len = p[0] | p[1] << 8, nlen = p[2] | p[3] << 8;
             if (len != (~nlen & 0xFFFF)) { ok = chonkle_fail("corrupt input: stored block length check"); break; }
-            if (at + 4 + len > (size_t)(s.end - s.start)) { ok = chonkle_fail("truncated input: stored block"); break; }
-            if (!grow(&s, len)) { ok = chonkle_fail("decoded data would exceed %zu bytes", ZLIB_MAX_DECODED); break; }
+            if ((uint64_t)at + 4 + len > (uint64_t)(s.end - s.start)) { ok = chonkle_fail("truncated input: stored block"); break; }
+            int status = grow(&s, len);
+            if (status != GROWN) { ok = grow_failed(&s, len, status); break; }
             memcpy(s.out, p + 4, len);
             s.out += len;
             s.in = p + 4 + len, s.bits = 0, s.count = 0, s.overrun = 0;
@@ -293,7 +318,7 @@ int64_t inflate_zlib(const uint8_t *input, uint32_t length) {
     }
     if (!ok) {
         free(s.out_start);
-        return 0;
+        return s.failure;
     }
     size_t at = align_to_byte(&s);
     if (at > (size_t)(s.end - s.start)) {

@@ -1,11 +1,14 @@
-/* Shared by the zlib codec's files: deflate constants, Adler-32, and the growable output. */
+/* Shared by the zlib codec's files: deflate constants and Adler-32.
+ *
+ * Sizes: linear memory is 32-bit, so size_t is too. Capacities and bounds are computed in
+ * 64 bits and checked against chonkle_output_limit (the most bytes a call may return)
+ * before anything is allocated, so none wraps near 4 GiB.
+ */
 #ifndef ZLIB_INTERNAL_H
 #define ZLIB_INTERNAL_H
 
 #include "chonkle_codec.h"
 
-/* Decoded data larger than this is refused: a guard against decompression bombs. */
-#define ZLIB_MAX_DECODED ((size_t)1 << 30)
 
 extern const uint16_t LENGTH_BASE[29];
 extern const uint8_t LENGTH_EXTRA[29];

@@ -1,38 +1,41 @@
-/* Zstandard decompression (RFC 8878), interoperable with numcodecs.Zstd. Decode only.
+/* Zstandard decompression (RFC 8878), interoperable with numcodecs.Zstd; the encoder is in
+ * encode.c.
  *
  * Frames (and skippable frames) in sequence; raw, RLE and compressed blocks; Huffman
  * literals in 1 or 4 streams; FSE-coded sequences with repeat offsets; XXH64 content
  * checksums. Dictionaries are not supported. All output of a call lives in one buffer,
  * so matches copy straight from it, with no separate window.
+ *
+ * Sizes: linear memory is 32-bit, so size_t is too. Every size read from the input (content
+ * sizes, window sizes) and every sum of sizes is computed in 64 bits and checked against
+ * chonkle_output_limit before it is used, so nothing wraps, and the output buffer never
+ * grows past the limit: a frame that declares its content size gets a buffer of exactly
+ * that size (after the check); otherwise the buffer doubles, capped at the limit.
  */
 #include <wasm_simd128.h>
 
 #include "zstd_internal.h"
 
-#define ZSTD_MAGIC 0xFD2FB528u
-#define BLOCK_MAX (128 * 1024)
-/* Decoded data larger than this is refused: a guard against decompression bombs. */
-#define MAX_DECODED ((size_t)1 << 30)
-#define SLACK 32 /* writable bytes past the end, for 8-byte copies */
+#define SLACK 32 /* writable bytes past the end, for 16-byte copies */
 
-static const uint32_t LL_BASE[36] = {0,  1,  2,   3,   4,   5,    6,    7,    8,    9,     10,    11,
+const uint32_t LL_BASE[36] = {0,  1,  2,   3,   4,   5,    6,    7,    8,    9,     10,    11,
                                      12, 13, 14,  15,  16,  18,   20,   22,   24,   28,    32,    40,
                                      48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
-static const uint8_t LL_BITS[36] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  1,  1,
+const uint8_t LL_BITS[36] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  1,  1,
                                     1, 1, 2, 2, 3, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-static const uint32_t ML_BASE[53] = {3,  4,  5,  6,  7,  8,  9,  10,  11,  12,   13,   14,   15,   16,
+const uint32_t ML_BASE[53] = {3,  4,  5,  6,  7,  8,  9,  10,  11,  12,   13,   14,   15,   16,
                                      17, 18, 19, 20, 21, 22, 23, 24,  25,  26,   27,   28,   29,   30,
                                      31, 32, 33, 34, 35, 37, 39, 41,  43,  47,   51,   59,   67,   83,
                                      99, 131, 259, 515, 1027, 2051, 4099, 8195, 16387, 32771, 65539};
-static const uint8_t ML_BITS[53] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  0,  0,  0,
+const uint8_t ML_BITS[53] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  0,  0,  0,
                                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  1,  1,  1,  1,
                                     2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-static const int16_t LL_DEFAULT[36] = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2,
+const int16_t LL_DEFAULT[36] = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2,
                                        2, 2, 2, 2, 2, 2, 2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
-static const int16_t ML_DEFAULT[53] = {1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+const int16_t ML_DEFAULT[53] = {1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                                        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                                        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
-static const int16_t OF_DEFAULT[29] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1,
+const int16_t OF_DEFAULT[29] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1,
                                        1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1};
 
 /* A sequence-code decoding entry: the FSE transition plus what the code means, so decoding
@@ -52,27 +55,61 @@ typedef struct {
 typedef struct {
     uint8_t *start, *out, *end; /* output so far; `end` leaves SLACK bytes */
     uint8_t *frame_start;
-    uint8_t *frame_end; /* where the frame's declared content ends; NULL if not declared */
+    uint8_t *frame_end; /* where the frame's declared content ends, when frame_known */
+    int frame_known;
+    uint32_t block_max; /* the frame's Block_Maximum_Size: min(window size, 128 KiB) */
+    uint32_t input_length; /* for the first guess at the size of an undeclared output */
     huffman_table huffman;
     int have_huffman;
     code_table ll, of, ml;
     int have_ll, have_of, have_ml;
     uint32_t rep[3];
+    int64_t failure; /* the call's failure result: 0, or chonkle_fail_limit's */
     uint8_t literals[BLOCK_MAX + SLACK];
 } decoder;
 
-static int reserve(decoder *d, size_t n) {
-    if ((size_t)(d->end - d->out) >= n) return 1;
-    size_t used = (size_t)(d->out - d->start), frame = (size_t)(d->frame_start - d->start);
-    size_t capacity = (size_t)(d->end - d->start) * 2;
-    if (capacity < used + n) capacity = used + n;
-    if (capacity > MAX_DECODED) capacity = MAX_DECODED;
-    if (used + n > capacity) return 0;
-    uint8_t *grown = realloc(d->start, capacity + SLACK);
-    if (!grown) return 0;
-    if (d->frame_end) d->frame_end = grown + (size_t)(d->frame_end - d->start);
-    d->start = grown, d->out = grown + used, d->end = grown + capacity, d->frame_start = grown + frame;
-    return 1;
+enum { RESERVED = 1, OVER_LIMIT = 0, OUT_OF_MEMORY = -1 };
+
+/* Make room for n more bytes of output. `exact`: grow to exactly that (a frame's declared
+ * size); otherwise at least double, starting from a guess of 4x the input. Never past
+ * chonkle_output_limit: all arithmetic is 64-bit, so no size near 4 GiB wraps. */
+static int reserve(decoder *d, uint64_t n, int exact) {
+    uint64_t used = (uint64_t)(d->out - d->start), capacity = (uint64_t)(d->end - d->start);
+    if (d->start && capacity - used >= n) return RESERVED;
+    uint64_t need = used + n, limit = chonkle_output_limit;
+    if (need > limit) return OVER_LIMIT;
+    uint64_t wanted = need;
+    if (!exact) {
+        uint64_t guess = capacity ? capacity * 2 : (uint64_t)d->input_length * 4 + 1024;
+        if (wanted < guess) wanted = guess;
+        if (wanted > limit) wanted = limit;
+    }
+    if (wanted + SLACK > CHONKLE_ALLOCATION_MAX && need + SLACK <= CHONKLE_ALLOCATION_MAX) wanted = CHONKLE_ALLOCATION_MAX - SLACK;
+    size_t frame = (size_t)(d->frame_start - d->start), old_size = d->start ? (size_t)capacity + SLACK : 0;
+    /* when linear memory cannot hold the doubled buffer, settle for less: halve the extra
+     * room until it fits, down to exactly what is needed */
+    uint8_t *grown;
+    while (!(grown = chonkle_grow(d->start, old_size, wanted + SLACK)) && wanted > need)
+        wanted = need + (wanted - need) / 2;
+    if (!grown) return OUT_OF_MEMORY;
+    if (d->frame_known) d->frame_end = grown + (size_t)(d->frame_end - d->start);
+    d->start = grown, d->out = grown + (size_t)used, d->end = grown + (size_t)wanted;
+    d->frame_start = grown + frame;
+    return RESERVED;
+}
+
+/* Internal functions return 0 for every failure; one over the output limit also records the
+ * limit failure result here, for decode() to return. */
+static int64_t over_limit(decoder *d, uint64_t size) {
+    d->failure = chonkle_fail_limit(size);
+    return 0;
+}
+
+/* The failure for a reserve() that did not succeed. */
+static int64_t reserve_failed(decoder *d, uint64_t n, int status) {
+    if (status == OVER_LIMIT) return over_limit(d, (uint64_t)(d->out - d->start) + n);
+    return chonkle_fail("out of memory for %llu bytes of output",
+                        (unsigned long long)((uint64_t)(d->out - d->start) + n));
 }
 
 #define FAIL(...) return chonkle_fail(__VA_ARGS__)
@@ -205,15 +242,29 @@ static inline __attribute__((always_inline, target("simd128"))) void copy_match(
     }
 }
 
+/* A block that would decode past its bound: the output limit, the frame's declared content
+ * size, or the block size limit. */
+static int64_t block_overflow(decoder *d, int limited) {
+    if (limited) return over_limit(d, 0);
+    if (d->frame_known && (size_t)(d->frame_end - d->out) < d->block_max)
+        FAIL("corrupt input: the frame decodes to more than its declared %llu bytes",
+             (unsigned long long)(d->frame_end - d->frame_start));
+    FAIL("corrupt input: a block decodes to more than %u bytes", (unsigned)d->block_max);
+}
+
 /* simd128 for the 16-byte copies only (plain v128 loads and stores, which wasmer 1.1 runs). */
 __attribute__((target("simd128"))) static int64_t decode_sequences(decoder *d, const uint8_t *src, size_t size,
                                 const uint8_t *literals, size_t literal_count) {
     const uint8_t *literal_end = literals + literal_count;
-    /* A block decodes to at most BLOCK_MAX bytes, and never past the frame's declared size:
-     * reserve that once, then check one bound per sequence. */
-    size_t budget = BLOCK_MAX;
-    if (d->frame_end && (size_t)(d->frame_end - d->out) < budget) budget = (size_t)(d->frame_end - d->out);
-    if (!reserve(d, budget)) FAIL("decoded data would exceed %zu bytes", MAX_DECODED);
+    /* A block decodes to at most block_max bytes, never past the frame's declared size, and
+     * never past the output limit: reserve that once, then check one bound per sequence. */
+    size_t budget = d->block_max;
+    if (d->frame_known && (size_t)(d->frame_end - d->out) < budget) budget = (size_t)(d->frame_end - d->out);
+    uint64_t room = chonkle_output_limit - (uint64_t)(d->out - d->start);
+    int limited = room < budget;
+    if (limited) budget = (size_t)room;
+    int status = reserve(d, budget, 0);
+    if (status != RESERVED) return reserve_failed(d, budget, status);
     const uint8_t *block_end = d->out + budget;
     if (size < 1) FAIL("truncated input: sequences header");
     size_t n = src[0], header = 1;
@@ -288,8 +339,10 @@ __attribute__((target("simd128"))) static int64_t decode_sequences(decoder *d, c
             }
             if (literal > (size_t)(literal_end - literals))
                 FAIL("corrupt input: sequences use more literals than sent");
-            if (literal + match > (size_t)(block_end - out))
-                FAIL("corrupt input: a block decodes to more than %d bytes", BLOCK_MAX);
+            if (literal + match > (size_t)(block_end - out)) {
+                d->out = out;
+                return block_overflow(d, limited);
+            }
             wild_copy(out, literals, literal);
             out += literal, literals += literal;
             if (offset == 0 || offset > (size_t)(out - frame_start))
@@ -302,11 +355,14 @@ __attribute__((target("simd128"))) static int64_t decode_sequences(decoder *d, c
         if (!backward_done(&b)) FAIL("corrupt input: sequences bitstream not fully used");
     }
     size_t rest = (size_t)(literal_end - literals);
-    if (rest > (size_t)(block_end - d->out))
-        FAIL("corrupt input: a block decodes to more than %d bytes", BLOCK_MAX);
+    if (rest > (size_t)(block_end - d->out)) return block_overflow(d, limited);
     memcpy(d->out, literals, rest);
     d->out += rest;
     return 1;
+}
+
+static uint32_t read32le(const uint8_t *p) {
+    return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* Decode one frame starting at src (after the magic number); returns bytes used or 0. */
@@ -317,9 +373,18 @@ static size_t decode_frame(decoder *d, const uint8_t *src, size_t size) {
     unsigned fcs_flag = descriptor >> 6, single = (descriptor >> 5) & 1, checksum = (descriptor >> 2) & 1;
     unsigned dict_flag = descriptor & 3;
     if (descriptor & 8) return (size_t)chonkle_fail("corrupt input: reserved frame header bit set");
-    if (!single) p++; /* window descriptor: all output is kept, so the window does not matter */
     size_t dict_bytes = dict_flag == 3 ? 4 : dict_flag, fcs_bytes = fcs_flag ? 1u << fcs_flag : single;
-    if (p + dict_bytes + fcs_bytes > end) return (size_t)chonkle_fail("truncated input: frame header");
+    if ((size_t)(end - p) < !single + dict_bytes + fcs_bytes)
+        return (size_t)chonkle_fail("truncated input: frame header");
+    /* Window_Size reaches 2^41 + 7 * 2^38: 64-bit. All output is kept, so the window only
+     * bounds block sizes. */
+    uint64_t window = 0;
+    if (!single) {
+        unsigned exponent = *p >> 3, mantissa = *p & 7;
+        uint64_t base = (uint64_t)1 << (10 + exponent);
+        window = base + (base / 8) * mantissa;
+        p++;
+    }
     uint32_t dict = 0;
     for (size_t i = 0; i < dict_bytes; i++) dict |= (uint32_t)p[i] << (8 * i);
     if (dict) return (size_t)chonkle_fail("frames that need a dictionary (id %u) are not supported", dict);
@@ -329,38 +394,47 @@ static size_t decode_frame(decoder *d, const uint8_t *src, size_t size) {
     if (fcs_bytes == 2) content += 256;
     p += fcs_bytes;
     int known = fcs_bytes > 0;
-    if (known && content > MAX_DECODED) return (size_t)chonkle_fail("decoded data would exceed %zu bytes", MAX_DECODED);
-    if (known && !reserve(d, (size_t)content)) return (size_t)chonkle_fail("out of memory");
+    if (single) window = content;
+    d->block_max = window < BLOCK_MAX ? (uint32_t)window : BLOCK_MAX;
+    if (known) { /* refused before anything is allocated when over the limit (or 4 GiB) */
+        uint64_t used = (uint64_t)(d->out - d->start);
+        if (content > chonkle_output_limit || used + content > chonkle_output_limit)
+            return (size_t)over_limit(d, used + content);
+        int status = reserve(d, content, 1);
+        if (status != RESERVED) return (size_t)reserve_failed(d, content, status);
+    }
     d->frame_start = d->out;
-    d->frame_end = known ? d->out + content : NULL;
+    d->frame_end = d->out + (size_t)content, d->frame_known = known;
     d->rep[0] = 1, d->rep[1] = 4, d->rep[2] = 8;
     d->have_huffman = d->have_ll = d->have_of = d->have_ml = 0;
     for (int last = 0; !last;) {
-        if (p + 3 > end) return (size_t)chonkle_fail("truncated input: block header");
+        if (end - p < 3) return (size_t)chonkle_fail("truncated input: block header");
         uint32_t header = p[0] | p[1] << 8 | (uint32_t)p[2] << 16;
         p += 3;
         last = header & 1;
         unsigned type = (header >> 1) & 3;
         size_t block = header >> 3;
-        if (block > BLOCK_MAX) return (size_t)chonkle_fail("corrupt input: block of %zu bytes", block);
-        if (type == 1) { /* RLE */
-            if (p + 1 > end) return (size_t)chonkle_fail("truncated input: RLE block");
-            if (!reserve(d, block)) return (size_t)chonkle_fail("decoded data would exceed %zu bytes", MAX_DECODED);
-            memset(d->out, *p++, block);
+        if (type == 3) return (size_t)chonkle_fail("corrupt input: reserved block type");
+        if (block > d->block_max)
+            return (size_t)chonkle_fail("corrupt input: block of %zu bytes, over the frame's maximum of %u",
+                                        block, (unsigned)d->block_max);
+        if (type < 2) { /* raw or RLE: `block` bytes of output */
+            if ((size_t)(end - p) < (type == 1 ? 1 : block))
+                return (size_t)chonkle_fail("truncated input: %s block", type == 1 ? "RLE" : "raw");
+            if (d->frame_known && block > (size_t)(d->frame_end - d->out))
+                return (size_t)chonkle_fail("corrupt input: the frame decodes to more than its declared %llu bytes",
+                                            (unsigned long long)content);
+            int status = reserve(d, block, 0);
+            if (status != RESERVED) return (size_t)reserve_failed(d, block, status);
+            if (type == 1) memset(d->out, *p++, block);
+            else memcpy(d->out, p, block), p += block;
             d->out += block;
             continue;
         }
-        if (type == 3) return (size_t)chonkle_fail("corrupt input: reserved block type");
         if ((size_t)(end - p) < block) return (size_t)chonkle_fail("truncated input: block");
-        if (type == 0) {
-            if (!reserve(d, block)) return (size_t)chonkle_fail("decoded data would exceed %zu bytes", MAX_DECODED);
-            memcpy(d->out, p, block);
-            d->out += block;
-        } else {
-            const uint8_t *literals;
-            size_t count, used = read_literals(d, p, block, &literals, &count);
-            if (!used || !decode_sequences(d, p + used, block - used, literals, count)) return 0;
-        }
+        const uint8_t *literals;
+        size_t count, used = read_literals(d, p, block, &literals, &count);
+        if (!used || !decode_sequences(d, p + used, block - used, literals, count)) return 0;
         p += block;
     }
     size_t produced = (size_t)(d->out - d->frame_start);
@@ -368,9 +442,8 @@ static size_t decode_frame(decoder *d, const uint8_t *src, size_t size) {
         return (size_t)chonkle_fail("corrupt input: frame decodes to %zu bytes, not the declared %llu",
                                     produced, (unsigned long long)content);
     if (checksum) {
-        if (p + 4 > end) return (size_t)chonkle_fail("truncated input: missing content checksum");
-        uint32_t expected = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-        if ((uint32_t)xxh64(d->frame_start, produced) != expected)
+        if (end - p < 4) return (size_t)chonkle_fail("truncated input: missing content checksum");
+        if ((uint32_t)xxh64(d->frame_start, produced) != read32le(p))
             return (size_t)chonkle_fail("corrupt input: content checksum mismatch");
         p += 4;
     }
@@ -382,18 +455,17 @@ CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, con
     (void)config, (void)config_length;
     static decoder d;
     if (length < 4) FAIL("not a Zstandard stream: %u bytes", length);
-    size_t capacity = (size_t)length * 4 + 1024;
-    d.start = d.out = malloc(capacity + SLACK);
-    if (!d.start) FAIL("out of memory");
-    d.end = d.start + capacity, d.frame_start = d.start;
+    /* the buffer is allocated by the first frame: exactly its size when it declares one */
+    d.start = d.out = d.end = d.frame_start = d.frame_end = NULL, d.frame_known = 0;
+    d.input_length = length, d.failure = 0;
     const uint8_t *p = input, *end = input + length;
     while (p < end) {
         if (end - p < 4) goto corrupt_tail;
-        uint32_t magic = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+        uint32_t magic = read32le(p);
         p += 4;
         if ((magic & 0xFFFFFFF0u) == 0x184D2A50u) { /* skippable frame */
             if (end - p < 4) goto corrupt_tail;
-            uint32_t skip = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+            uint32_t skip = read32le(p);
             p += 4;
             if ((size_t)(end - p) < skip) goto corrupt_tail;
             p += skip;
@@ -407,10 +479,11 @@ CHONKLE_EXPORT(decode) int64_t decode(const uint8_t *input, uint32_t length, con
         size_t used = decode_frame(&d, p, (size_t)(end - p));
         if (!used) {
             free(d.start);
-            return 0;
+            return d.failure;
         }
         p += used;
     }
+    if (!d.start && !(d.start = d.out = malloc(SLACK))) FAIL("out of memory");
     return chonkle_result(d.start, (uint32_t)(d.out - d.start));
 corrupt_tail:
     free(d.start);

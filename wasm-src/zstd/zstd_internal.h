@@ -1,8 +1,19 @@
-/* Shared by the Zstandard decoder's files: bit readers, FSE and Huffman tables, XXH64. */
+/* Shared by the Zstandard codec's files: format constants, bit readers, FSE and Huffman
+ * tables, XXH64. */
 #ifndef ZSTD_INTERNAL_H
 #define ZSTD_INTERNAL_H
 
 #include "chonkle_codec.h"
+
+#define ZSTD_MAGIC 0xFD2FB528u
+#define BLOCK_MAX (128 * 1024)
+
+
+/* Sequence codes (RFC 8878 3.1.1.3.2.1): baselines and extra bits of literal length and
+ * match length codes, and the predefined distributions of the three code kinds. */
+extern const uint32_t LL_BASE[36], ML_BASE[53];
+extern const uint8_t LL_BITS[36], ML_BITS[53];
+extern const int16_t LL_DEFAULT[36], ML_DEFAULT[53], OF_DEFAULT[29];
 
 static inline uint64_t read64(const uint8_t *p) {
     uint64_t v;

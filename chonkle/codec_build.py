@@ -36,7 +36,8 @@ CFLAGS = [
     "--target=wasm32-wasi", "-mexec-model=reactor", "-O3", "-mbulk-memory",
     "-std=c11", "-Wall", "-Wextra", "-Werror", "-s", f"-Wl,-z,stack-size={STACK_SIZE}",
 ]
-ZIGFLAGS = ["-target", "wasm32-wasi", "-O", "ReleaseFast", "-fno-entry", "-rdynamic", "-fstrip"]
+ZIGFLAGS = ["-target", "wasm32-wasi", "-O", "ReleaseFast", "-fno-entry", "-rdynamic", "-fstrip",
+            "--stack", str(STACK_SIZE)]
 
 
 def sdk_dir() -> Path:

@@ -2,13 +2,19 @@
 
 - an HTTPS server (certificate from a throwaway trustme CA) that serves modules and can also
   answer slowly, cut a body short, fail with 404/500, flake, redirect, or claim a huge body;
-- an OCI registry: Debian's docker-registry (CNCF distribution), plain HTTP or TLS.
+- an OCI registry: Debian's docker-registry (CNCF distribution), plain HTTP or TLS;
+- a scripted HTTP(S) server whose answers a test sets per path (a redirect, a 401 with a
+  hostile auth realm, a body dripped a byte at a time, a huge or malformed document), to play
+  a hostile web server or registry;
+- an extra address on the loopback interface outside 127/8, which chonkle takes for a host
+  that is not this machine (root only; CI runs as root).
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.server
+import random
 import shutil
 import socket
 import ssl
@@ -16,7 +22,8 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -43,6 +50,14 @@ class Authority:
         self.key_file = folder / "server.key"
         self.cert.cert_chain_pems[0].write_to_path(str(self.cert_file))
         self.cert.private_key_pem.write_to_path(str(self.key_file))
+        self.folder = folder
+
+    def context(self, host: str) -> ssl.SSLContext:
+        """A server TLS context with a certificate for localhost, 127.0.0.1 and `host`."""
+        cert = self.ca.issue_cert("localhost", "127.0.0.1", host)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        return context
 
 
 class HttpsServer:
@@ -199,3 +214,166 @@ def running_registry(folder: Path, authority: Authority | None = None) -> Iterat
         yield registry
     finally:
         registry.stop()
+
+
+# ---- a scripted server -----------------------------------------------------------------------
+
+Answer = Callable[["http.server.BaseHTTPRequestHandler"], None]
+
+
+@dataclass
+class Reply:
+    """Answer with `status`, `headers` and `body`; without Content-Length if not `length`
+    (then the body ends when the connection closes)."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    length: bool = True
+
+    def __call__(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(self.status)
+        for name, value in self.headers.items():
+            handler.send_header(name, value)
+        if self.length:
+            handler.send_header("Content-Length", str(len(self.body)))
+        else:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
+        handler.end_headers()
+        handler.wfile.write(self.body)
+
+
+@dataclass
+class Drip:
+    """Send a 200 answer with `body` one byte every `interval` seconds; from the status line
+    on if `head`, else after the headers. A per-read timeout never fires."""
+
+    body: bytes
+    interval: float = 0.05
+    head: bool = False
+
+    def __call__(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(self.body)}\r\n\r\n".encode()
+        if not self.head:
+            handler.wfile.write(head)
+        data = head + self.body if self.head else self.body
+        with contextlib.suppress(OSError):  # the client hung up: good
+            for index in range(len(data)):
+                handler.wfile.write(data[index:index + 1])
+                handler.wfile.flush()
+                time.sleep(self.interval)
+        handler.close_connection = True
+
+
+def redirect(location: str) -> Reply:
+    return Reply(302, headers={"Location": location})
+
+
+def challenge(realm: str) -> Reply:
+    """A registry's 401 asking for a Bearer token from `realm`."""
+    return Reply(401, b"{}", {"WWW-Authenticate": f'Bearer realm="{realm}",service="test",'
+                                                  'scope="repository:codecs:pull"'})
+
+
+def with_token(token: str, realm: str, then: Answer) -> Answer:
+    """`then` for a request bearing `token`, else a challenge to fetch it from `realm`."""
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        authorized = handler.headers.get("Authorization") == f"Bearer {token}"
+        (then if authorized else challenge(realm))(handler)
+    return answer
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """Clients hanging up mid-answer (as chonkle does on purpose) are no news."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+class ScriptedServer:
+    """HTTP (or HTTPS with `authority`) on `host`, answering `routes[path]` (query ignored),
+    404 elsewhere. Counts requests per path."""
+
+    def __init__(self, host: str = "127.0.0.1", authority: Authority | None = None) -> None:
+        self.routes: dict[str, Answer] = {}
+        self.hits: Counter[str] = Counter()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                server.hits[path] += 1
+                server.routes.get(path, Reply(404, b"not found"))(self)
+
+        self.httpd = _QuietServer((host, 0), Handler)
+        if authority is not None:
+            self.httpd.socket = authority.context(host).wrap_socket(self.httpd.socket,
+                                                                    server_side=True)
+        self.scheme = "https" if authority else "http"
+        self.host = host
+        self.port = self.httpd.server_address[1]
+        self.authority = f"{host}:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{self.authority}{path}"
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def oci_manifest(module: bytes, media_type: str = "application/wasm") -> bytes:
+    """An OCI image manifest with `module` as its one layer."""
+    import hashlib
+    import json
+
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
+                   "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
+        "layers": [{"mediaType": media_type, "size": len(module),
+                    "digest": "sha256:" + hashlib.sha256(module).hexdigest()}],
+    }).encode()
+
+
+def blob_path(repository: str, module: bytes) -> str:
+    import hashlib
+
+    return f"/v2/{repository}/blobs/sha256:{hashlib.sha256(module).hexdigest()}"
+
+
+# ---- an address that is not this machine, to chonkle ----------------------------------------
+
+@contextlib.contextmanager
+def public_address() -> Iterator[str]:
+    """A random address from 198.18.0.0/15 (reserved for benchmarks) added to `lo` for the
+    duration: reachable here, yet neither loopback nor link-local, so chonkle treats a server
+    on it as a host elsewhere. Raises PermissionError where `ip addr add` is not allowed."""
+    for _ in range(20):
+        octets = (random.randrange(18, 20), random.randrange(256), random.randrange(1, 255))
+        address = "198.{}.{}.{}".format(*octets)
+        added = subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"],
+                               capture_output=True, text=True)
+        if added.returncode == 0:
+            break
+        if "File exists" not in added.stderr:
+            raise PermissionError(f"cannot add an address to lo: {added.stderr.strip()}")
+    else:
+        raise RuntimeError("no free address in 198.18.0.0/15")
+    try:
+        yield address
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], capture_output=True)

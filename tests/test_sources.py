@@ -6,25 +6,45 @@ cache: no blob, no index entry, no partial file.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import smooth_raster
-from servers import REGISTRY_BINARY, Authority, HttpsServer, running_registry
+from servers import (
+    REGISTRY_BINARY,
+    Answer,
+    Authority,
+    Drip,
+    HttpsServer,
+    Reply,
+    ScriptedServer,
+    blob_path,
+    challenge,
+    oci_manifest,
+    public_address,
+    redirect,
+    running_registry,
+    with_token,
+)
 
 import chonkle
-from chonkle import Pipeline, SourceError
+from chonkle import ChonkleError, LimitExceeded, Pipeline, SourceError
 from chonkle.codecs import TiffPredictor2
 from chonkle.sources import fetch_module, shipped_module_path
 from chonkle.sources.cache import ModuleCache
+from chonkle.sources.guard import is_internal
+from chonkle.sources.net import redirect_target
 from chonkle.sources.oci import insecure_allowed
 
 PREDICTOR = shipped_module_path("tiff_predictor_2").read_bytes()
@@ -201,17 +221,18 @@ def test_force_download_and_corrupted_entries(https, monkeypatch, fresh_cache) -
 
 # ---- HTTPS failures -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("route", "message"), [
-    ("slow", "timed out"),
-    ("cut", "the server broke off the transfer"),
-    ("status/404", "HTTP 404"),
-    ("status/500", r"HTTP 500 Internal Server Error \(gave up after 2 attempts\)"),
-    ("to-http", "chonkle follows redirects to https:// only"),
-    ("huge", "over the .* module limit"),
+@pytest.mark.parametrize(("route", "error", "message"), [
+    ("slow", SourceError, "timed out"),
+    ("cut", SourceError, "the server broke off the transfer"),
+    ("status/404", SourceError, "HTTP 404"),
+    ("status/500", SourceError, r"HTTP 500 Internal Server Error \(gave up after 2 attempts\)"),
+    ("to-http", SourceError, "chonkle follows redirects to https:// only"),
+    ("huge", LimitExceeded, "over the .* module limit"),
 ])
-def test_https_failures_are_clear_and_leave_nothing(https, fresh_cache, route, message) -> None:
+def test_https_failures_are_clear_and_leave_nothing(https, fresh_cache, route, error,
+                                                     message) -> None:
     uri = https.url(*route.split("/")) if "/" in route else https.url(route, serve(https))
-    with pytest.raises(SourceError, match=message) as info:
+    with pytest.raises(error, match=message) as info:
         Pipeline.load(pipeline_for(uri))
     assert str(info.value).startswith(f"step 1 (tiff_predictor_2): '{uri}'")
     assert_nothing_cached(fresh_cache)
@@ -294,6 +315,293 @@ def test_plain_http_only_for_loopback_and_listed_registries(monkeypatch) -> None
     assert not insecure_allowed("10.0.0.6:5000")
 
 
+# ---- hostile sources: every wait has a deadline, every size a cap ---------------------------
+
+def refused(uri: str, error: type[ChonkleError] | tuple[type[ChonkleError], ...] = SourceError,
+            match: str | None = None, base_dir: Path | None = None) -> ChonkleError:
+    """Fetching `uri` fails with `error`: one line naming the URI, nothing else escaping."""
+    with pytest.raises(error, match=match) as info:
+        fetch_module(uri, "p2", base_dir=base_dir)
+    message = str(info.value)
+    assert uri in message and "\n" not in message, message
+    return info.value
+
+
+def finishes(action, seconds: float = 10.0) -> None:
+    """Run `action` in a thread; it must be done within `seconds` (a hang fails, not blocks)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            action()
+            outcome.append(None)
+        except BaseException as exc:  # handed back to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+def test_file_reads_only_regular_files(tmp_path) -> None:
+    fifo = tmp_path / "codec.wasm"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    (tmp_path / "to-zero.wasm").symlink_to("/dev/zero")
+    (tmp_path / "folder.wasm").mkdir()
+    for uri in (fifo.as_uri(), "file:///dev/zero", "file:to-zero.wasm", "file:///dev/null"):
+        finishes(lambda uri=uri: refused(uri, match="not a regular file", base_dir=tmp_path))
+    refused("file:folder.wasm", match="is a directory", base_dir=tmp_path)
+    refused("file:missing.wasm", match="does not exist", base_dir=tmp_path)
+    refused("file:///tmp/nul%00byte.wasm", match="cannot read it")
+    (tmp_path / "link.wasm").symlink_to(tmp_path / "real.wasm")
+    (tmp_path / "real.wasm").write_bytes(PREDICTOR)
+    assert fetch_module("file:link.wasm", "p2", base_dir=tmp_path) == PREDICTOR
+
+
+def test_file_size_limit(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CHONKLE_MAX_MODULE_SIZE", "1000")
+    (tmp_path / "exact.wasm").write_bytes(b"x" * 1000)
+    assert fetch_module("file:exact.wasm", "p2", base_dir=tmp_path) == b"x" * 1000
+    (tmp_path / "over.wasm").write_bytes(b"x" * 1001)
+    refused("file:over.wasm", LimitExceeded, r"over the 1000-byte module limit "
+            r"\(CHONKLE_MAX_MODULE_SIZE\)", base_dir=tmp_path)
+    with open(tmp_path / "sparse.wasm", "wb") as sparse:
+        sparse.truncate(64 * 2**30)  # 64 GiB of nothing: refused without reading it
+    finishes(lambda: refused("file:sparse.wasm", LimitExceeded, base_dir=tmp_path), 5)
+
+
+def test_file_limit_holds_when_the_size_lies(monkeypatch) -> None:
+    """procfs files report size 0 whatever they hold: the reading itself is capped."""
+    monkeypatch.setenv("CHONKLE_MAX_MODULE_SIZE", "100")
+    refused("file:///proc/self/maps", LimitExceeded, "100-byte module limit")
+
+
+@pytest.fixture(scope="module")
+def public() -> Iterator[str]:
+    """A host that, to chonkle, is not this machine: an extra address on lo outside 127/8."""
+    if os.geteuid() != 0:
+        pytest.skip("adding an address to lo needs root (CI runs as root)")
+    with public_address() as address:
+        yield address
+
+
+@pytest.fixture
+def short_deadline(monkeypatch) -> float:
+    monkeypatch.setenv("CHONKLE_HTTP_DEADLINE", "1")
+    return 1.0
+
+
+def overdue(uri: str) -> float:
+    """Fetching `uri` runs into the deadline (and does not hang); returns how long it took."""
+    started = time.monotonic()
+    finishes(lambda: refused(uri, LimitExceeded,
+                             r"did not finish within its 1 s deadline "
+                             r"\(CHONKLE_HTTP_DEADLINE\)"), 5)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("head", [False, True], ids=["body", "headers"])
+def test_https_dripping_server_meets_the_deadline(authority, short_deadline, fresh_cache,
+                                                  head) -> None:
+    with ScriptedServer(authority=authority) as server:
+        server.routes["/p2.wasm"] = Drip(PREDICTOR, interval=0.05, head=head)
+        assert overdue(server.url("/p2.wasm")) < 2.5  # a byte every 50 ms: no read timeout
+    assert_nothing_cached(fresh_cache)
+
+
+def test_https_deadline_covers_retries(authority, short_deadline, monkeypatch) -> None:
+    monkeypatch.setenv("CHONKLE_HTTP_RETRIES", "50")
+    with ScriptedServer(authority=authority) as server:
+        server.routes["/p2.wasm"] = Reply(503)
+        assert overdue(server.url("/p2.wasm")) < 2.0
+        assert server.hits["/p2.wasm"] >= 3  # retried with backoff until the deadline
+
+
+def test_https_compressed_body_is_refused(authority) -> None:
+    with ScriptedServer(authority=authority) as server:
+        server.routes["/p2.wasm"] = Reply(200, gzip.compress(PREDICTOR),
+                                          {"Content-Encoding": "gzip"})
+        refused(server.url("/p2.wasm"), match=r"compressed body \(Content-Encoding: gzip\)")
+
+
+def test_redirects_from_elsewhere_never_reach_this_machine(public, authority, https) -> None:
+    name = serve(https)
+    local = {
+        "loopback": f"https://127.0.0.1:{https.port}/f/{name}",
+        "localhost": f"https://localhost:{https.port}/f/{name}",  # a name resolving to loopback
+        "v6": f"https://[::1]:{https.port}/f/{name}",
+        "mapped": f"https://[::ffff:127.0.0.1]:{https.port}/f/{name}",
+        "unspecified": f"https://0.0.0.0:{https.port}/f/{name}",
+        "link-local": "https://169.254.169.254/latest/meta-data/",
+    }
+    with ScriptedServer(public, authority) as server:
+        for kind, target in local.items():
+            server.routes[f"/{kind}"] = redirect(target)
+            refused(server.url(f"/{kind}"), match="refusing to connect to .*a loopback or "
+                                                  "link-local address")
+        assert https.hits[f"/f/{name}"] == 0
+        server.routes["/to-http"] = redirect(f"http://{server.authority}/p2.wasm")
+        refused(server.url("/to-http"), match="redirects to https:// only")
+        server.routes["/p2.wasm"] = Reply(200, PREDICTOR)
+        server.routes["/moved"] = redirect("/p2.wasm")
+        assert fetch_module(server.url("/moved"), "p2", base_dir=None) == PREDICTOR
+
+
+def test_redirect_targets() -> None:
+    uri = "https://a.example/p2.wasm"
+    assert redirect_target(uri, uri, "/b.wasm") == "https://a.example/b.wasm"
+    assert redirect_target(uri, "http://reg:5000/v2/x", "https://s3.example/b") == \
+        "https://s3.example/b"  # an upgrade to https is fine
+    for location, message in [("http://a.example/b.wasm", "redirects to https:// only"),
+                              ("file:///etc/passwd", "redirects to https:// only"),
+                              ("https://[::1", "malformed"), ("https://a:99999/", "malformed"),
+                              ("", "without a Location")]:
+        with pytest.raises(SourceError, match=message):
+            redirect_target(uri, uri, location)
+    with pytest.raises(SourceError, match=r"redirects to http:// or https:// only"):
+        redirect_target(uri, "http://reg:5000/v2/x", "ftp://reg/x")
+
+
+def test_is_internal() -> None:
+    for address in ("127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1", "169.254.169.254",
+                    "fe80::1", "fe80::1%lo", "0.0.0.0", "::", "not-an-address"):
+        assert is_internal(address), address
+    for address in ("198.18.0.1", "10.0.0.1", "192.168.1.1", "8.8.8.8", "2001:db8::1"):
+        assert not is_internal(address), address
+
+
+# ---- hostile registries (a scripted server playing one) -------------------------------------
+
+MANIFEST = oci_manifest(PREDICTOR)
+
+
+def artifact(server: ScriptedServer, manifest: Answer | None = None, blob: Answer | None = None,
+             repository: str = "codecs/p2") -> str:
+    """Script `server` as a registry holding PREDICTOR; returns its oci:// URI."""
+    server.routes[f"/v2/{repository}/manifests/1"] = manifest or Reply(200, MANIFEST)
+    server.routes[blob_path(repository, PREDICTOR)] = blob or Reply(200, PREDICTOR)
+    return f"oci://{server.authority}/{repository}:1"
+
+
+def test_oci_token_auth_on_the_registry_host(public, authority) -> None:
+    with ScriptedServer(public, authority) as registry, \
+            ScriptedServer(public, authority) as tokens, \
+            ScriptedServer(public, authority) as storage:
+        tokens.routes["/token"] = Reply(200, b'{"token": "t0k"}')
+        storage.routes["/blob"] = Reply(200, PREDICTOR)  # a registry's storage, elsewhere
+        uri = artifact(registry, with_token("t0k", tokens.url("/token"), Reply(200, MANIFEST)),
+                       redirect(storage.url("/blob")))
+        assert fetch_module(uri, "p2", base_dir=None) == PREDICTOR
+        assert tokens.hits["/token"] == 1 and storage.hits["/blob"] == 1
+    with ScriptedServer() as registry:  # a loopback registry may use any loopback realm
+        registry.routes["/token"] = Reply(200, b'{"access_token": "t0k"}')
+        realm = f"http://localhost:{registry.port}/token"
+        uri = artifact(registry, with_token("t0k", realm, Reply(200, MANIFEST)))
+        assert fetch_module(uri, "p2", base_dir=None) == PREDICTOR
+
+
+def test_oci_hostile_realms_are_never_contacted(public, authority) -> None:
+    with ScriptedServer() as loopback, ScriptedServer(public, authority) as elsewhere, \
+            ScriptedServer(public, authority) as registry:
+        hostile = {  # for a registry elsewhere
+            "loopback": f"http://127.0.0.1:{loopback.port}/token",
+            "other-host": "https://tokens.example.com/token",
+            "plain-http": f"http://{elsewhere.authority}/token",
+        }
+        for kind, realm in hostile.items():
+            uri = artifact(registry, challenge(realm), repository=f"codecs/{kind}")
+            refused(uri, match="auth realm .* is not https on the registry's own host")
+        with ScriptedServer() as local_registry:
+            for realm in (f"https://{elsewhere.authority}/token",
+                          "http://169.254.169.254/latest/meta-data/"):
+                refused(artifact(local_registry, challenge(realm)), match="auth realm")
+        assert loopback.hits["/token"] == elsewhere.hits["/token"] == 0
+
+
+def test_oci_blob_redirect_onto_this_machine_is_refused(public, authority) -> None:
+    with ScriptedServer(authority=authority) as loopback, \
+            ScriptedServer(public, authority) as registry:
+        loopback.routes["/blob"] = Reply(200, PREDICTOR)
+        uri = artifact(registry, blob=redirect(f"https://127.0.0.1:{loopback.port}/blob"))
+        refused(uri, match="refusing to connect to 127.0.0.1")
+        assert loopback.hits["/blob"] == 0
+
+
+@pytest.mark.parametrize("where", ["manifest", "blob", "token"])
+def test_oci_dripping_registry_meets_the_deadline(where, short_deadline, fresh_cache) -> None:
+    with ScriptedServer() as registry:
+        slow = Drip(b" " * 100 + (b'{"token": "t"}' if where == "token" else MANIFEST))
+        registry.routes["/token"] = slow if where == "token" else Reply(200, b'{"token": "t"}')
+        manifest = slow if where == "manifest" else Reply(200, MANIFEST)
+        uri = artifact(registry, with_token("t", registry.url("/token"), manifest),
+                       Drip(PREDICTOR) if where == "blob" else None)
+        assert overdue(uri) < 2.5
+    assert_nothing_cached(fresh_cache)
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["declared", "undeclared"])
+def test_oci_documents_are_capped(length) -> None:
+    huge = b'{"layers": [], "padding": "' + b"x" * (5 * 2**20) + b'"}'
+    with ScriptedServer() as registry:
+        refused(artifact(registry, Reply(200, huge, length=length)), LimitExceeded,
+                r"more than 4194304 bytes \(the limit for a manifest or token reply\)")
+        registry.routes["/token"] = Reply(200, huge, length=length)
+        uri = artifact(registry, with_token("t", registry.url("/token"), Reply(200, MANIFEST)),
+                       repository="codecs/auth")
+        refused(uri, LimitExceeded, "4194304 bytes")
+        assert fetch_module(artifact(registry), "p2", base_dir=None) == PREDICTOR  # still fine
+
+
+LAYER = {"mediaType": "application/wasm", "size": len(PREDICTOR),
+         "digest": "sha256:" + PREDICTOR_SHA}
+HOSTILE_MANIFESTS = {
+    "not JSON": b"{",
+    "not UTF-8": b'{"layers": "\xff"}',
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "a list": b"[]",
+    "layers not a list": json.dumps({"layers": {"0": LAYER}}).encode(),
+    "a layer not an object": json.dumps({"layers": [LAYER, 5]}).encode(),
+    "annotations not an object": json.dumps({"layers": [{**LAYER, "mediaType": "x",
+                                                         "annotations": ["a.wasm"]}]}).encode(),
+    "title not a string": json.dumps({"layers": [{**LAYER, "mediaType": "x", "annotations": {
+        "org.opencontainers.image.title": 7}}]}).encode(),
+    "digest not a string": json.dumps({"layers": [{**LAYER, "digest": 5}]}).encode(),
+    "digest with a newline": json.dumps({"layers": [{**LAYER, "digest": LAYER["digest"] + "\n"}]
+                                         }).encode(),
+    "size a string": json.dumps({"layers": [{**LAYER, "size": "many"}]}).encode(),
+    "size negative": json.dumps({"layers": [{**LAYER, "size": -1}]}).encode(),
+    "size huge": json.dumps({"layers": [{**LAYER, "size": 10**30}]}).encode(),
+    "many layers with long names": json.dumps({"layers": [
+        {"mediaType": "text/plain\n" * 50, "digest": LAYER["digest"]}] * 1000}).encode(),
+}
+HOSTILE_TOKENS = {
+    "not JSON": b"token",
+    "a list": b"[]",
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "a header injection": b'{"token": "a\\r\\nX-Evil: 1"}',
+    "an object as token": b'{"token": {"a": 1}}',
+}
+
+
+def test_oci_hostile_documents_are_clean_errors() -> None:
+    with ScriptedServer() as registry:
+        for index, body in enumerate(HOSTILE_MANIFESTS.values()):
+            refused(artifact(registry, Reply(200, body), repository=f"m/{index}"),
+                    (SourceError, LimitExceeded))
+        for index, body in enumerate(HOSTILE_TOKENS.values()):
+            registry.routes[f"/token{index}"] = Reply(200, body)
+            uri = artifact(registry, with_token("t", registry.url(f"/token{index}"),
+                                                Reply(200, MANIFEST)), repository=f"t/{index}")
+            refused(uri)
+        for index, answer in enumerate([challenge(""), Reply(401), Reply(302),
+                                        redirect("https://[::1"), redirect("ftp://x/y")]):
+            refused(artifact(registry, answer, repository=f"r/{index}"))
+        assert fetch_module(artifact(registry), "p2", base_dir=None) == PREDICTOR  # next: fine
+
+
 # ---- concurrency ----------------------------------------------------------------------------
 
 def test_processes_decoding_at_once_download_once(https, fresh_cache) -> None:
@@ -326,35 +634,7 @@ def test_threads_fetching_at_once_download_once(https) -> None:
     assert https.hits[f"/f/{name}"] == 1
 
 
-# ---- compiled-code cache and the cache commands ---------------------------------------------
-
-def fresh_process_decode(spec_path: Path, runtime: str) -> subprocess.CompletedProcess:
-    code = ("import chonkle, sys; from pathlib import Path;"
-            "print(chonkle.decode(Path(sys.argv[2]).read_bytes(), Path(sys.argv[1]),"
-            " runtime=sys.argv[3]).sum())")
-    return subprocess.run([sys.executable, "-c", code, str(spec_path), str(spec_path) + ".bin",
-                           runtime], capture_output=True, text=True, timeout=120)
-
-
-def test_compiled_code_is_cached_on_disk_and_rebuilt_when_damaged(tmp_path, runtime,
-                                                                  fresh_cache) -> None:
-    spec_path = tmp_path / "pipeline.json"
-    spec_path.write_text(__import__("json").dumps({"codecs": [
-        {"name": "zstd", "type": "wasm"}]}))
-    Path(str(spec_path) + ".bin").write_bytes(__import__("numcodecs").Zstd().encode(bytes(100)))
-    assert fresh_process_decode(spec_path, runtime).stdout.strip() == "0"
-    artifacts = list((fresh_cache.root / "compiled").rglob("*.bin"))
-    assert len(artifacts) == 1 and artifacts[0].parent.name.startswith(runtime)
-    good = artifacts[0].read_bytes()
-    artifacts[0].write_bytes(good[:-100] + b"\0" * 100)  # corrupt the compiled code
-    result = fresh_process_decode(spec_path, runtime)
-    assert result.stdout.strip() == "0", result.stderr
-    assert artifacts[0].read_bytes() == good  # rebuilt
-    artifacts[0].parent.chmod(0o777)  # writable by others: never trusted
-    artifacts[0].write_bytes(b"garbage")
-    assert fresh_process_decode(spec_path, runtime).stdout.strip() == "0"
-    assert artifacts[0].read_bytes() == b"garbage"  # neither loaded nor rewritten
-
+# ---- the cache commands (the caches themselves: test_caches.py) -----------------------------
 
 def test_cache_commands(https, tmp_path, fresh_cache) -> None:
     uri = https.url("f", serve(https))

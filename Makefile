@@ -1,7 +1,7 @@
 # Every target runs inside the project's uv environment; `uv sync` first.
 .PHONY: sync test lint wasm bench bench-full example
 
-BENCH_ARGS = --benchmark-only --benchmark-min-rounds=5 --benchmark-max-time=0.25 \
+BENCH_ARGS = -n 0 --benchmark-only --benchmark-min-rounds=5 --benchmark-max-time=0.25 \
 	--benchmark-warmup=on --benchmark-warmup-iterations=1 -q -p no:randomly
 
 sync:

@@ -16,6 +16,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["native", "wasmtime", "wasmer", "numcodecs-wasm"]
 SIZE_ORDER = {"4 KiB": 0, "256 KiB": 1, "2 MiB": 2, "16 MiB": 3}
 COLD_START = "first decode in a fresh process"
+LIMITS = "limits: "
 
 
 def load(path: Path) -> tuple[dict, dict[str, dict[str, float]]]:
@@ -55,7 +56,8 @@ def machine(data: dict) -> str:
 def pivot(groups: dict[str, dict[str, float]]) -> list[str]:
     present = [c for c in COLUMNS if any(c in g for g in groups.values())]
     lines = ["| benchmark | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
-    for group in sorted((g for g in groups if not g.startswith(COLD_START)), key=sort_key):
+    for group in sorted((g for g in groups if not g.startswith((COLD_START, LIMITS))),
+                        key=sort_key):
         medians = groups[group]
         native = medians.get("native")
         cells = []
@@ -81,6 +83,17 @@ def long_table(groups: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def limits_table(groups: dict[str, dict[str, float]]) -> list[str]:
+    lines = ["| benchmark | without time checks | with time checks | cost |", "|---|---|---|---|"]
+    for group in sorted(groups):
+        without = groups[group].get("without time checks")
+        with_checks = groups[group].get("with time checks")
+        if without and with_checks:
+            lines.append(f"| {group.removeprefix(LIMITS)} | {fmt(without)} | {fmt(with_checks)} "
+                         f"| {100 * (with_checks / without - 1):+.0f}% |")
+    return lines
+
+
 def chart(groups: dict[str, dict[str, float]], path: Path) -> None:
     import matplotlib
 
@@ -90,7 +103,7 @@ def chart(groups: dict[str, dict[str, float]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 7), sharey=False)
     for axis, direction in zip(axes, ("decode", "encode"), strict=True):
         rows = [g for g in sorted(groups, key=sort_key)
-                if f" {direction}, " in g and not g.startswith(("pipeline", "64 "))
+                if f" {direction}, " in g and not g.startswith(("pipeline", "64 ", LIMITS))
                 and "native" in groups[g] and len(groups[g]) > 1]
         engines = [e for e in COLUMNS[1:] if any(e in groups[g] for g in rows)]
         if not rows:
@@ -133,6 +146,10 @@ def main() -> None:
     if cold:
         lines += ["First decode in a fresh process (interpreter start, imports, pipeline, one "
                   "decode of the zstd module):", "", *long_table(cold), ""]
+    limited = {g: m for g, m in groups.items() if g.startswith(LIMITS)}
+    if limited:
+        lines += ["What the time limit costs on wasmtime (a shipped codec compiled without and "
+                  "with interruption checks):", "", *limits_table(limited), ""]
     lines += ["![chart](latest.png)", "", "## Every measurement", "", *long_table(groups), ""]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.md").write_text("\n".join(lines))

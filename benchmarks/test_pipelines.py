@@ -24,13 +24,12 @@ def cog(kind: str, shape: tuple[int, int]) -> dict:
 
 
 def zarr(kind: str, shape: tuple[int, int]) -> dict:
-    """bytes -> shuffle -> zstd, as Zarr chunks often are (zstd decodes in Wasm, encodes natively:
-    chonkle has no Wasm zstd encoder)."""
+    """bytes -> shuffle -> zstd, as Zarr chunks often are."""
     return {"codecs": [
         {"name": "bytes", "type": "numcodecs",
          "configuration": {"data_type": "uint16", "shape": list(shape)}},
         {"name": "shuffle", "type": kind, "configuration": {"elementsize": 2}},
-        {"name": "zstd", "type": kind, "configuration": {} if kind == "wasm" else {"level": 3}},
+        {"name": "zstd", "type": kind, "configuration": {"level": 3}},
     ]}
 
 

@@ -60,10 +60,11 @@ def test_runtimes_lists_every_engine() -> None:
     names = [line.split()[1] if line.startswith("*") else line.split()[0]
              for line in result.stdout.splitlines()[:-1]]
     assert names == ["wasmer", "wasmtime"]
-    wasmtime = next(line for line in result.stdout.splitlines() if "wasmtime" in line)
+    wasmtime = next(line for line in result.stdout.splitlines()
+                    if line[2:].startswith("wasmtime "))
     assert wasmtime.endswith("limits: memory (by the engine), tables (by the engine), output, "
                              "time (but not for chonkle's own codecs)")
-    wasmer = next(line for line in result.stdout.splitlines() if "wasmer" in line)
+    wasmer = next(line for line in result.stdout.splitlines() if line[2:].startswith("wasmer "))
     if sys.version_info < (3, 11):
         assert wasmer.split()[1:4] == ["1.1.0", "available;", "limits:"]
         assert wasmer.endswith("memory (in the module), tables (in the module), output, NO "

@@ -191,3 +191,17 @@ def test_help() -> None:
     assert result.returncode == 0
     for command in ("decode", "encode", "runtimes"):
         assert command in result.stdout
+
+
+def test_the_example_works_anywhere_and_under_require_digest(tmp_path: Path) -> None:
+    """Its Wasm step names the codec shipped in chonkle: no path, no digest needed."""
+    import os
+    import shutil
+
+    for name in ("cog_tile.bin", "cog_tile.bin.json"):
+        shutil.copy(REPO / "examples" / name, tmp_path / name)
+    result = subprocess.run([sys.executable, "-m", "chonkle.cli", "decode", "cog_tile.bin"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CHONKLE_REQUIRE_DIGEST": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("shape [256, 256], dtype uint16")

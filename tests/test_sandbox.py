@@ -277,24 +277,42 @@ def test_wasi_cannot_reach_the_terminal_or_block(runtime: str, tmp_path: Path) -
     assert out == "clean failure\n" and "LEAK" not in err, err
 
 
-def test_memory_comes_back_after_a_bomb(runtime: str, monkeypatch, tmp_path: Path) -> None:
-    """A module touching every page up to the limit: its memory is returned when its
-    instance is discarded."""
+def resident() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize(("name", "expected"), [("grow_until_refused", LimitExceeded),
+                                                ("table_grow_bomb", CodecError)])
+def test_memory_comes_back_after_a_bomb(runtime: str, monkeypatch, tmp_path: Path, name: str,
+                                        expected: type[ChonkleError]) -> None:
+    """A module touching every page up to the limit, or growing a table by 10^8 elements
+    (0.8 GB of host memory a call, kept for good, before tables were capped): the process
+    holds no more memory after three of them than before."""
     monkeypatch.setenv("CHONKLE_MAX_MEMORY", "256MiB")
-    path = tmp_path / "toucher.wasm"
-    path.write_bytes(wat_module(codec(PAGE_LOOP + "(i64.const 0)")))
-
-    def resident() -> int:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
+    path = tmp_path / f"{name}.wasm"
+    path.write_bytes(wat_module(HOSTILE[name][0]))
     gc.collect()
     before = resident()
     for _ in range(3):
         error = run_hostile(path, runtime)
-        assert isinstance(error, LimitExceeded) and "CHONKLE_MAX_MEMORY" in str(error)
+        assert isinstance(error, expected), error
         del error
         gc.collect()
     assert resident() - before < 96 * MiB
+
+
+def test_wasmer_panics_are_traps(runtime: str, tmp_path: Path, wasm_file) -> None:
+    """wasmer's WASI panics on calls it does not implement (a PanicException, which escapes
+    ``except Exception``): chonkle reports a WasmTrap, and the next call works."""
+    if runtime != "wasmer":
+        pytest.skip("only wasmer panics (wasmtime reports the same call as an error result)")
+    path = tmp_path / "panics.wasm"
+    path.write_bytes(wat_module(codec("(drop (call $sock_shutdown (i32.const 3) (i32.const 0))) "
+                                      "(i64.const 0)"), imports=wasi("sock_shutdown", 2)))
+    error = run_hostile(path, "wasmer")
+    assert isinstance(error, WasmTrap) and "wasmer panicked" in str(error)
+    good = Pipeline.load([wasm_step(wasm_file(IDENTITY))], runtime="wasmer")
+    assert good.decode(b"next").tobytes() == b"next"
 
 
 def test_a_text_file_is_refused_without_quoting_it(runtime: str, tmp_path: Path) -> None:

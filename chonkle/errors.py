@@ -9,15 +9,33 @@ from __future__ import annotations
 
 
 class ChonkleError(Exception):
-    """Root of every error chonkle raises on purpose."""
+    """Root of every error chonkle raises on purpose.
 
-    def __init__(self, message: str, *, step: str | None = None) -> None:
+    ``step`` names the pipeline step at fault; ``chunk`` the index of the chunk, when many
+    were decoded at once (``Pipeline.decode_many``).
+    """
+
+    def __init__(self, message: str, *, step: str | None = None,
+                 chunk: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.step = step
+        self.chunk = chunk
 
     def __str__(self) -> str:
-        return f"{self.step}: {self.message}" if self.step else self.message
+        where = ", ".join(w for w in (None if self.chunk is None else f"chunk {self.chunk}",
+                                      self.step) if w)
+        return f"{where}: {self.message}" if where else self.message
+
+    def __reduce__(self) -> tuple:
+        """Pickled whole (worker processes send errors back), keyword fields included."""
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[ChonkleError], message: str, fields: dict) -> ChonkleError:
+    error = cls(message)
+    error.__dict__.update(fields)
+    return error
 
 
 class SpecError(ChonkleError, ValueError):

@@ -22,7 +22,7 @@ import chonkle.codecs  # noqa: F401  (registers chonkle's native codecs with num
 from chonkle import settings
 from chonkle.engine.wasm_codec import WasmCodec
 from chonkle.errors import ChonkleError, CodecError, SpecError
-from chonkle.sources import fetch_module
+from chonkle.parallel import run_many
 from chonkle.spec import (
     MAX_SPEC_BYTES,
     PipelineSpec,
@@ -101,6 +101,22 @@ class Pipeline:
             return data
         return np.frombuffer(data, dtype=np.uint8).copy()
 
+    def decode_many(self, chunks: Iterable[Any], workers: int | None = None, *,
+                    progress: bool | None = None) -> list[np.ndarray]:
+        """Decode every chunk, on every core: a list of arrays in input order.
+
+        Threads where the engine runs Wasm without the GIL (wasmtime), worker processes where
+        it cannot (wasmer). ``workers=None`` uses the cores available, ``1`` is serial. The
+        first failure is raised with its chunk's index (``error.chunk``), and the work not
+        yet started is cancelled. A progress bar shows on a terminal (``progress=``).
+        """
+        return run_many(self, "decode", list(chunks), workers, progress)
+
+    def encode_many(self, arrays: Iterable[np.ndarray], workers: int | None = None, *,
+                    progress: bool | None = None) -> list[bytes]:
+        """Encode every array, on every core: a list of chunks in input order."""
+        return run_many(self, "encode", list(arrays), workers, progress)
+
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(self.labels)})"
 
@@ -134,12 +150,10 @@ def _allowed(allow_codecs: Iterable[str]) -> frozenset[str]:
 def _build_codec(step: StepSpec, base_dir: Path | None, runtime: str | None,
                  allowed: frozenset[str]) -> Codec:
     if step.type == "wasm":
-        try:
-            wasm = fetch_module(step.uri, step.name, base_dir=base_dir, sha256=step.sha256)
-        except ChonkleError as exc:
-            exc.step = exc.step or step.label
-            raise
-        return WasmCodec(step, wasm, runtime)
+        codec = WasmCodec(step.name, step.configuration, step.uri, step.sha256, runtime=runtime,
+                          step_index=step.index, base_dir=base_dir)
+        codec.bind()  # the engine's errors belong to loading, not to the first chunk
+        return codec
     check_numcodecs_allowed(step, allowed, _registered)
     try:
         return numcodecs.get_codec({**step.configuration, "id": step.name})

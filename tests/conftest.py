@@ -102,3 +102,30 @@ def wasm_file(tmp_path: Path) -> Callable[..., str]:
 
 def wasm_step(uri: str, name: str = "custom", **configuration: object) -> dict:
     return {"name": name, "type": "wasm", "uri": uri, "configuration": configuration}
+
+
+def run_on_a_terminal(command: list[str], **options: object) -> tuple[int, bytes]:
+    """Run `command` with stderr on a pseudo-terminal of 100x30 (as a user's terminal);
+    return its exit status and everything it wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = subprocess.Popen(command, stderr=follower, **options)  # type: ignore[call-overload]
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        shown += chunk
+    status = process.wait(timeout=300)
+    os.close(leader)
+    return status, shown

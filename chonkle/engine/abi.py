@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from chonkle import settings
-from chonkle.engine import config_schema
 from chonkle.engine import limits as limits_module
 from chonkle.engine.compiled_cache import compile_cached
 from chonkle.engine.limits import Limits
@@ -29,7 +27,6 @@ from chonkle.engine.protocol import (
     WasmInstance,
     WasmModule,
 )
-from chonkle.engine.wasm_binary import MalformedModule, custom_section
 from chonkle.errors import ChonkleError, CodecError, LimitExceeded, WasmAbiError, WasmTrap
 
 Direction = str  # "encode" | "decode"
@@ -66,15 +63,10 @@ class CodecInterface:
     initialize: bool
     last_error: bool
     output_limit: bool = False
-    config_schema: Mapping[str, Any] | None = None
 
 
-def check_interface(interface: ModuleInterface, step: str,
-                    wasm: bytes | None = None) -> CodecInterface:
-    """Verify a module follows the contract; raise :class:`WasmAbiError` naming what is off.
-
-    With the module's bytes, its declared configuration schema is read too.
-    """
+def check_interface(interface: ModuleInterface, step: str) -> CodecInterface:
+    """Verify a module follows the contract; raise :class:`WasmAbiError` naming what is off."""
     if "memory" not in interface.memories:
         raise WasmAbiError('module does not export its linear memory as "memory"', step=step)
     for name, signature in REQUIRED_FUNCTIONS.items():
@@ -98,17 +90,7 @@ def check_interface(interface: ModuleInterface, step: str,
             step=step,
         )
     return CodecInterface(directions, bool(interface.imports), present["_initialize"],
-                          present["last_error"], present["set_output_limit"],
-                          None if wasm is None else _declared_schema(wasm, step))
-
-
-def _declared_schema(wasm: bytes, step: str) -> Mapping[str, Any] | None:
-    try:
-        payload = custom_section(wasm, config_schema.SECTION_NAME)
-        return None if payload is None else config_schema.parse_schema(payload)
-    except (MalformedModule, config_schema.SchemaError) as exc:
-        raise WasmAbiError(f"invalid {config_schema.SECTION_NAME} section: {exc}",
-                           step=step) from None
+                          present["last_error"], present["set_output_limit"])
 
 
 def _check_function(interface: ModuleInterface, name: str, expected: FuncSignature,
@@ -158,7 +140,7 @@ def module_pool(engine: WasmEngine, wasm: bytes, step: str,
                 except ChonkleError as exc:
                     exc.step = exc.step or step
                     raise
-                codec = check_interface(module.interface, step, wasm)
+                codec = check_interface(module.interface, step)
                 found = _pools[key] = (codec, InstancePool(module, codec, engine))
     return found
 

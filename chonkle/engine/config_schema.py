@@ -16,9 +16,13 @@ than its author thought.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from chonkle.engine.wasm_binary import custom_section
 
 SECTION_NAME = "chonkle.config"
 MAX_SCHEMA_BYTES = 64 * 1024
@@ -37,6 +41,20 @@ class SchemaError(ValueError):
 
 class ConfigInvalid(ValueError):
     """A configuration does not match the schema; the message names the key."""
+
+
+def declared(wasm: bytes) -> dict[str, Any] | None:
+    """The schema a module declares in its ``chonkle.config`` section, or None.
+
+    Raises SchemaError for a malformed schema, MalformedModule for a malformed module.
+    """
+    return _declared(hashlib.sha256(wasm).digest(), wasm)
+
+
+@functools.lru_cache(maxsize=64)
+def _declared(digest: bytes, wasm: bytes) -> dict[str, Any] | None:
+    payload = custom_section(wasm, SECTION_NAME)
+    return None if payload is None else parse_schema(payload)
 
 
 def parse_schema(payload: bytes) -> dict[str, Any]:

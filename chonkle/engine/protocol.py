@@ -117,6 +117,7 @@ class WasmEngine(Protocol):
     name: str
     version: str
     enforces: frozenset[str]
+    parallel_threads: bool  # optional: calls release the GIL, so threads run Wasm in parallel
 
     def compile(self, wasm: bytes, *, interruptible: bool = False) -> WasmModule:
         """Validate and compile a module; raise :class:`chonkle.errors.CodecError` if invalid.

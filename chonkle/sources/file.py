@@ -99,3 +99,11 @@ def is_relative_file_uri(uri: str) -> bool:
     if parts.scheme.lower() != "file":
         return False
     return parts.netloc not in ("", "localhost") or not parts.path.startswith("/")
+
+
+def absolute_file_uri(uri: str, base_dir: Path | None) -> str:
+    """`uri`, with a relative ``file:`` URI made absolute against `base_dir` (or the current
+    directory), so it names the same file wherever the step travels; others unchanged."""
+    if not is_relative_file_uri(uri):
+        return uri
+    return file_uri_path(uri, base_dir).absolute().as_uri()

@@ -49,7 +49,7 @@ class WasmtimeEngine:
     """Two wasmtime Engines for this process, one with epoch interruption; modules compiled
     on them are shared by all threads."""
 
-    name = "wasmtime"
+    name, parallel_threads = "wasmtime", True  # calls release the GIL
     enforces = frozenset({protocol.MEMORY, protocol.TABLES, protocol.TIME})
 
     def __init__(self) -> None:

@@ -23,6 +23,7 @@ from chonkle.errors import (
     WasmAbiError,
     WasmTrap,
 )
+from chonkle.formats.tiff import open_tiff
 from chonkle.pipeline import Pipeline, PipelineSource, as_pipeline
 
 __version__ = "0.1.0"
@@ -72,5 +73,6 @@ __all__ = [
     "get_codecs",
     "get_runtime",
     "installed_runtimes",
+    "open_tiff",
     "runtime_statuses",
 ]

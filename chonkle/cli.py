@@ -14,7 +14,7 @@ from typing import IO
 
 import numpy as np
 
-from chonkle import __version__
+from chonkle import __version__, progress
 from chonkle.engine.registry import RUNTIME_ENV_VAR, resolve_runtime_name, runtime_statuses
 from chonkle.errors import ChonkleError
 from chonkle.files import atomic_write
@@ -104,13 +104,69 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("folder", type=Path, metavar="FOLDER")
     build.add_argument("-o", "--output", type=Path, help="output .wasm (default: FOLDER.wasm)")
     build.set_defaults(handler=_build_codec)
+
+    # ---- TIFF / COG: inspect ----
+    tiff_inspect = commands.add_parser(
+        "inspect", help="list a TIFF's levels and their pipelines (JSON)",
+        description="Print the levels of a TIFF or COG (a path or an https:// URL): full "
+                    "resolution, then overviews, each with its shape, dtype, tile shape, tile "
+                    "count and pipeline, as one JSON document. With --level N, print only that "
+                    "level's pipeline: the sidecar of any of its tiles.")
+    tiff_inspect.add_argument("source", metavar="FILE_OR_URL")
+    tiff_inspect.add_argument("--level", type=int, help="print only this level's pipeline")
+    tiff_inspect.add_argument("--prefer", choices=["wasm", "native"], default="wasm",
+                              help="codecs for the pipelines: the shipped Wasm ones (default) "
+                                   "or native ones")
+    tiff_inspect.set_defaults(handler=_tiff_inspect)
+
+    # ---- TIFF / COG: read ----
+    tiff_read = commands.add_parser(
+        "read", help="read a TIFF level, or a window of it, to an array",
+        description="Read a level of a TIFF or COG (a path or an https:// URL), or a window of "
+                    "it, decoding its tiles with pipelines taken from its tags. Without -o, "
+                    "print the array's shape, dtype and top-left corner.")
+    tiff_read.add_argument("source", metavar="FILE_OR_URL")
+    tiff_read.add_argument("--level", type=int, default=0,
+                           help="0: full resolution (default); 1, 2, ...: overviews")
+    tiff_read.add_argument("--window", metavar="R0:R1,C0:C1",
+                           help="rows R0 to R1 and columns C0 to C1 (ends excluded)")
+    tiff_read.add_argument("-o", "--output", type=Path, help="write the array to this .npy file")
+    tiff_read.add_argument("--runtime", help=runtime_help)
+    tiff_read.add_argument("--prefer", choices=["wasm", "native"], default="wasm",
+                           help="decode with the shipped Wasm codecs (default) or native ones")
+    tiff_read.add_argument("--workers", type=int,
+                           help="decode on this many workers (default: every core)")
+    tiff_read.set_defaults(handler=_tiff_read)
     return parser
 
 
 def _decode(args: argparse.Namespace) -> int:
-    chunk = _read_bytes(args.chunk, "the chunk to decode")
-    pipeline = Pipeline.load(_sidecar(args.pipeline, args.chunk), runtime=args.runtime)
-    array = pipeline.decode(chunk)
+    """CHUNK with its pipeline (--pipeline, else the sidecar CHUNK.json); with neither, as a
+    chunk of the Zarr array whose metadata is in a folder above it (v2 keys such as 0.0, v3
+    keys such as c/0/0), where a chunk that is not stored holds the array's fill value."""
+    if args.pipeline is not None or args.chunk.with_name(args.chunk.name + ".json").is_file():
+        chunk = _read_bytes(args.chunk, "the chunk to decode")
+        pipeline = Pipeline.load(_sidecar(args.pipeline, args.chunk), runtime=args.runtime)
+        array = pipeline.decode(chunk)
+    else:
+        from chonkle.formats.zarr import locate_chunk  # only when decoding a Zarr chunk
+
+        located = locate_chunk(args.chunk, runtime=args.runtime)
+        if located is None:
+            _read_bytes(args.chunk, "the chunk to decode")  # a missing chunk is said first
+            try:
+                _sidecar(args.pipeline, args.chunk)
+            except CliError as exc:
+                raise CliError(f"{exc}, and no Zarr array's metadata (zarr.json or .zarray) "
+                               f"is in a folder above {args.chunk}") from None
+        zarr_array, key = located  # type: ignore[misc]
+        print(f"chunk {key} of the Zarr v{zarr_array.zarr_format} array {zarr_array.folder}")
+        if args.chunk.exists():
+            array = zarr_array.decode_chunk(_read_bytes(args.chunk, "the chunk to decode"))
+        else:
+            array = zarr_array.fill_chunk()
+            print(f"note: {args.chunk} is not stored, so it holds the array's fill value "
+                  f"({zarr_array.fill_value})", file=sys.stderr)
     if args.output is not None:
         _write_atomically(args.output, lambda f: np.save(f, array, allow_pickle=False))
         print(f"wrote {args.output} ({_describe(array)})")
@@ -203,34 +259,23 @@ def _cache_fetch(args: argparse.Namespace) -> int:
     remote = [s for s in spec.steps if s.type == "wasm" and s.uri and "://" in s.uri
               and not s.uri.lower().startswith("file:")]
     for step in remote:
-        progress = _progress_bar(step.uri) if sys.stderr.isatty() else None
-        try:
-            wasm = fetch_module(step.uri, step.name, base_dir=spec.base_dir, sha256=step.sha256,
-                                progress=progress)
-        except ChonkleError as exc:
-            exc.step = exc.step or step.label
-            raise
-        finally:
-            if progress is not None:
-                sys.stderr.write("\n")
+        with progress.bar(None, step.uri[-40:], unit="B", unit_scale=True,
+                          unit_divisor=1024) as shown:
+            def advance(done: int, total: int | None, shown=shown) -> None:
+                shown.total = total
+                shown.update(done - shown.n)
+
+            try:
+                wasm = fetch_module(step.uri, step.name, base_dir=spec.base_dir,
+                                    sha256=step.sha256, progress=advance)
+            except ChonkleError as exc:
+                exc.step = exc.step or step.label
+                raise
         print(f"{step.label}: {step.uri} ({_size(len(wasm))}, sha256 "
               f"{hashlib.sha256(wasm).hexdigest()})")
     if not remote:
         print("the pipeline has no https:// or oci:// modules to fetch")
     return 0
-
-
-def _progress_bar(uri: str) -> Callable[[int, int | None], None]:
-    def show(done: int, total: int | None) -> None:
-        if total:
-            filled = int(30 * done / total)
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {_size(done)} / {_size(total)}"
-        else:
-            bar = _size(done)
-        sys.stderr.write(f"\r{uri[-50:]:>50} {bar}")
-        sys.stderr.flush()
-
-    return show
 
 
 def _size(n: int) -> str:
@@ -291,6 +336,79 @@ def _corner(array: np.ndarray, size: int = 6) -> str:
     corner = array[tuple(slice(0, size) for _ in range(array.ndim))]
     label = "top-left corner" if corner.shape != array.shape else "values"
     return f"{label}:\n{np.array2string(corner, threshold=1000)}"
+
+
+# ---- TIFF / COG: inspect and read ----------------------------------------------------------
+
+def _tiff_inspect(args: argparse.Namespace) -> int:
+    from chonkle.formats.tiff import open_tiff
+
+    tiff = open_tiff(args.source, prefer=args.prefer)
+    if args.level is not None:
+        print(json.dumps(tiff.level(args.level).spec, indent=2))
+        return 0
+    levels = [{
+        "level": level.index, "image": level.image, "overview": level.overview,
+        "ifd": list(level.ifd), "shape": list(level.shape), "dtype": level.dtype.name,
+        "tiled": level.tiled, "tile_shape": list(level.tile_shape), "tiles": level.tile_count,
+        "compression": level.compression, "predictor": level.predictor,
+        "pipeline": level.spec,
+    } for level in tiff.levels]
+    document = {"source": tiff.name, "byte_order": tiff.byte_order, "bigtiff": tiff.bigtiff,
+                "geo_tags": tiff.geo_tags}
+    # One JSON document, laid out one level per line (indenting every list would spread a
+    # level over fifty lines).
+    lines = [f"  {json.dumps(key)}: {json.dumps(value, default=_tiff_json_value)}," for
+             key, value in document.items()]
+    rows = ",\n".join(f"    {json.dumps(level, default=_tiff_json_value)}" for level in levels)
+    print("{\n" + "\n".join(lines) + '\n  "levels": [\n' + rows + "\n  ]\n}")
+    return 0
+
+
+def _tiff_json_value(value: object) -> object:
+    """Tag values tifffile gives that JSON has no type for."""
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _tiff_read(args: argparse.Namespace) -> int:
+    import re
+
+    from chonkle import progress as progress_bars
+    from chonkle.formats.tiff import open_tiff
+
+    window = None
+    if args.window is not None:
+        match = re.fullmatch(r"\s*(\d+):(\d+)\s*,\s*(\d+):(\d+)\s*", args.window)
+        if match is None:
+            raise CliError(f"--window {args.window!r} is not R0:R1,C0:C1 (such as "
+                           "0:512,1024:1536)")
+        r0, r1, c0, c1 = (int(n) for n in match.groups())
+        window = ((r0, r1), (c0, c1))
+    tiff = open_tiff(args.source, prefer=args.prefer, runtime=args.runtime)
+    level = tiff.level(args.level)
+    count = len(tiff.tiles(args.level, window))
+    # A bar on a terminal only (never in a log), and only for reads of many tiles.
+    with progress_bars.bar(count, "read", unit="tile", progress=None if count >= 16 else False,
+                           dynamic_ncols=True) as bar:
+        array = tiff.read(args.level, window, workers=args.workers, progress=bar.update)
+    if args.output is not None:
+        _write_atomically(args.output, lambda f: np.save(f, array, allow_pickle=False))
+        print(f"wrote {args.output} ({_describe(array)})")
+    else:
+        where = ("" if window is None else
+                 ", rows {}:{}, columns {}:{}".format(*window[0], *window[1]))
+        print(f"{tiff.name}: level {level.index} of {len(tiff.levels)}{where}: {count} "
+              f"{'tiles' if level.tiled else 'strips'} decoded, {level.compression}, "
+              f"predictor {level.predictor}")
+        print(_describe(array))
+        print(_corner(array))
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,10 +2,8 @@
 
 An engine that runs Wasm without the GIL (it says so with ``parallel_threads``; wasmtime does)
 gets a thread pool: each thread has its own instances, so chunks decode in parallel and
-nothing is copied. An engine that holds the GIL (wasmer) gets worker processes, which receive
-the pipeline pickled (its specs and digests: each worker fetches modules from the cache and
-compiles them, or loads them from the compiled-code cache) and chunks in batches. The pool of
-processes is kept for the next call, so only the first call pays for starting them.
+nothing is copied. An engine that holds the GIL (wasmer) gets worker processes
+(chonkle.processes).
 
 Results come back in input order. The first failure is raised with the index of its chunk,
 and the work not yet started is cancelled.
@@ -13,22 +11,14 @@ and the work not yet started is cancelled.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import hashlib
-import multiprocessing
 import os
-import pickle
-import sys
-import threading
-import types
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
+from chonkle import processes
 from chonkle import progress as progress_bars
-from chonkle.errors import ChonkleError, CodecError, SpecError
+from chonkle.errors import ChonkleError, SpecError
 
 if TYPE_CHECKING:
     from chonkle.pipeline import Pipeline
@@ -73,20 +63,10 @@ def run_many(pipeline: Pipeline, direction: str, items: Sequence[Any], workers: 
                 method = getattr(pipeline, direction)
                 futures = [executor.submit(_batch, method, items, start, stop)
                            for start, stop in batches]
-                return _gather(executor, futures, batches, len(items), shown.update)
-        executor = _process_pool(workers)
-        blob = pickle.dumps(pipeline)
-        key = hashlib.sha256(blob).hexdigest()
-        try:
-            with _without_main():  # submitting is when the pool starts processes
-                futures = [executor.submit(_process_batch, key, blob, direction,
-                                           items[start:stop], start) for start, stop in batches]
-            return _gather(executor, futures, batches, len(items), shown.update)
-        except BrokenProcessPool as exc:
-            _forget_pool(workers)
-            raise CodecError(f"a worker process died during {direction} "
-                             f"({type(exc).__name__}); the pool is replaced on the next "
-                             "call") from exc
+                return _gather(futures, batches, len(items), shown.update)
+        return processes.run(pipeline, direction, items, workers, batches,
+                             lambda futures: _gather(futures, batches, len(items),
+                                                     shown.update))
 
 
 def _serial(pipeline: Pipeline, direction: str, items: list[Any],
@@ -116,8 +96,8 @@ def _batch(method: Callable[[Any], Any], items: list[Any], start: int, stop: int
     return results
 
 
-def _gather(executor: Executor, futures: list[Future], batches: list[tuple[int, int]],
-            count: int, advance: Callable[[int], object]) -> list[Any]:
+def _gather(futures: list[Future], batches: list[tuple[int, int]], count: int,
+            advance: Callable[[int], object]) -> list[Any]:
     """Collect batches as they finish; on the first failure cancel what has not started."""
     results: list[Any] = [None] * count
     where = dict(zip(futures, batches, strict=True))
@@ -131,7 +111,9 @@ def _gather(executor: Executor, futures: list[Future], batches: list[tuple[int, 
                     other.cancel()
                 raise error
             start, stop = where[future]
-            results[start:stop] = future.result()
+            batch = future.result()
+            if batch is not None:  # None: the results went into shared memory
+                results[start:stop] = batch
             advance(stop - start)
     return results
 
@@ -141,79 +123,3 @@ def _at(error: ChonkleError, index: int) -> ChonkleError:
     if error.chunk is None:
         error.chunk = index
     return error
-
-
-# ---- worker processes ---------------------------------------------------------------------
-
-_pools: dict[int, ProcessPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of `workers` processes, started once per process and reused. Started with
-    "spawn": forking a process that runs engine threads (the epoch ticker) is not safe."""
-    with _pools_lock:
-        pool = _pools.get(workers)
-        if pool is None:
-            pool = _pools[workers] = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"))
-        return pool
-
-
-@contextlib.contextmanager
-def _without_main() -> Iterator[None]:
-    """Start worker processes without the user's main module.
-
-    A "spawn" child imports the parent's main script, so a script without an
-    ``if __name__ == "__main__":`` guard would start workers recursively and break the pool.
-    Workers need only chonkle (the pipeline is pickled with chonkle's and numcodecs' classes),
-    so while they start, the main module is a stand-in with no file to import.
-    """
-    with _main_lock:
-        main = sys.modules["__main__"]
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            yield
-        finally:
-            sys.modules["__main__"] = main
-
-
-_main_lock = threading.Lock()
-
-
-def _forget_pool(workers: int) -> None:
-    with _pools_lock:
-        pool = _pools.pop(workers, None)
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-@atexit.register
-def _shutdown_pools() -> None:
-    with _pools_lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for pool in pools:
-        with contextlib.suppress(Exception):
-            pool.shutdown(wait=False, cancel_futures=True)
-
-
-_worker_pipelines: dict[str, Pipeline] = {}
-
-
-def _process_batch(key: str, blob: bytes, direction: str, items: list[Any],
-                   start: int) -> list[Any]:
-    """In a worker: the pipeline is unpickled (and its modules compiled) once per pipeline."""
-    pipeline = _worker_pipelines.get(key)
-    if pipeline is None:
-        if len(_worker_pipelines) > 16:
-            _worker_pipelines.clear()
-        pipeline = _worker_pipelines[key] = pickle.loads(blob)
-    method = getattr(pipeline, direction)
-    results = []
-    for offset, item in enumerate(items):
-        try:
-            results.append(method(item))
-        except ChonkleError as exc:
-            raise _at(exc, start + offset) from None
-    return results

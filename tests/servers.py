@@ -6,6 +6,7 @@
 - a scripted HTTP(S) server whose answers a test sets per path (a redirect, a 401 with a
   hostile auth realm, a body dripped a byte at a time, a huge or malformed document), to play
   a hostile web server or registry;
+- a file server that honours Range requests and counts the bytes it sends (remote TIFFs);
 - an extra address on the loopback interface outside 127/8, which chonkle takes for a host
   that is not this machine (root only; CI runs as root).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import random
+import re
 import shutil
 import socket
 import ssl
@@ -377,3 +379,125 @@ def public_address() -> Iterator[str]:
         yield address
     finally:
         subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], capture_output=True)
+
+
+# ---- a file server that honours Range, for remote TIFFs ----------------------------------------
+
+_RANGE = re.compile(r"bytes=([0-9]+)-([0-9]*)")
+
+
+class RangeServer:
+    """HTTPS (or HTTP without `authority`) on 127.0.0.1 serving `files` at /<name>, honouring
+    single ``Range: bytes=a-b`` requests as a static file server or object store does (206 and
+    Content-Range, 416 past the end), with an ETag. Counts requests and body bytes sent per
+    name, and keeps every Range asked for.
+
+    ``modes[name]`` makes one file misbehave: ``"ignore-range"`` (200 and the whole file),
+    ``"flaky"`` (503 for the first two requests), ``"cut"`` (announce the range, send half,
+    hang up), ``"slow"`` (wait `slow_seconds` before answering), ``"changing"`` (a new ETag on
+    every answer), ``"to-http"`` (redirect to plain http on this host), ``"gzip"`` (claim a
+    compressed body).
+    """
+
+    def __init__(self, authority: Authority | None = None, slow_seconds: float = 3.0) -> None:
+        self.files: dict[str, bytes] = {}
+        self.modes: dict[str, str] = {}
+        self.requests: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
+        self.ranges: list[tuple[str, str | None]] = []
+        self.slow_seconds = slow_seconds
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                name = self.path.lstrip("/").split("?", 1)[0]
+                asked = self.headers.get("Range")
+                with server._lock:
+                    server.requests[name] += 1
+                    server.ranges.append((name, asked))
+                    count = server.requests[name]
+                body = server.files.get(name)
+                mode = server.modes.get(name, "")
+                if body is None:
+                    return self._answer(name, 404, b"not found")
+                if mode == "slow":
+                    time.sleep(server.slow_seconds)
+                if mode == "flaky" and count <= 2:
+                    return self._answer(name, 503, b"try again")
+                if mode == "to-http":
+                    self.send_response(302)
+                    self.send_header("Location", f"http://127.0.0.1:{server.port}/{name}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                etag = f'"v{count}"' if mode == "changing" else '"v1"'
+                match = _RANGE.fullmatch((asked or "").strip())
+                if mode == "ignore-range" or match is None:
+                    return self._answer(name, 200, body, {"ETag": etag})
+                first = int(match.group(1))
+                last = min(int(match.group(2) or len(body) - 1), len(body) - 1)
+                if first >= len(body) or first > last:
+                    return self._answer(name, 416, b"", {"Content-Range": f"bytes */{len(body)}"})
+                headers = {"Content-Range": f"bytes {first}-{last}/{len(body)}", "ETag": etag}
+                if mode == "gzip":
+                    headers["Content-Encoding"] = "gzip"
+                part = body[first:last + 1]
+                if mode == "cut":
+                    self.send_response(206)
+                    for key, value in {**headers, "Content-Length": str(len(part))}.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self._write(name, part[: len(part) // 2])
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return None
+                return self._answer(name, 206, part, headers)
+
+            def _answer(self, name: str, status: int, body: bytes,
+                        headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self._write(name, body)
+
+            def _write(self, name: str, data: bytes) -> None:
+                with contextlib.suppress(OSError):
+                    self.wfile.write(data)
+                with server._lock:
+                    server.sent[name] += len(data)
+
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        if authority is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(authority.cert_file, authority.key_file)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.scheme = "https" if authority else "http"
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}/{name}"
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.sent.clear()
+            self.ranges.clear()
+
+    def __enter__(self) -> RangeServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

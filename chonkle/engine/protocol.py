@@ -117,7 +117,6 @@ class WasmEngine(Protocol):
     name: str
     version: str
     enforces: frozenset[str]
-    parallel_threads: bool  # optional: calls release the GIL, so threads run Wasm in parallel
 
     def compile(self, wasm: bytes, *, interruptible: bool = False) -> WasmModule:
         """Validate and compile a module; raise :class:`chonkle.errors.CodecError` if invalid.
@@ -131,7 +130,8 @@ class WasmEngine(Protocol):
 
 # Optional, for the on-disk compiled-code cache (chonkle.engine.compiled_cache): an engine may
 # offer ``deserialize(data: bytes, *, interruptible: bool = False) -> WasmModule``, its modules
-# ``serialize() -> bytes``.
+# ``serialize() -> bytes``. Optional, for Pipeline.decode_many: ``parallel_threads = True``
+# says calls release the GIL, so threads run Wasm in parallel (else worker processes are used).
 
 def timed_out(timeout: float, prefix: str = "") -> LimitExceeded:
     """What an adapter raises when the engine stopped a call at its deadline."""

@@ -24,6 +24,7 @@ from chonkle.errors import (
     WasmTrap,
 )
 from chonkle.formats.tiff import open_tiff
+from chonkle.formats.zarr import open_zarr_array
 from chonkle.pipeline import Pipeline, PipelineSource, as_pipeline
 
 __version__ = "0.1.0"
@@ -74,5 +75,6 @@ __all__ = [
     "get_runtime",
     "installed_runtimes",
     "open_tiff",
+    "open_zarr_array",
     "runtime_statuses",
 ]

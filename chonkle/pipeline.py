@@ -74,6 +74,22 @@ class Pipeline:
             return _from_mixed_list(source, runtime, allowed)
         return _built(load_pipeline_spec(source), runtime, allowed)
 
+    @classmethod
+    def from_zarr(cls, source: str | os.PathLike[str] | Mapping[str, Any], *,
+                  prefer: str = "wasm", runtime: str | None = None,
+                  allow_codecs: Iterable[str] = ()) -> Pipeline:
+        """The pipeline of one chunk of a Zarr v2 or v3 array (of one shard, if sharded).
+
+        ``source`` is the array's folder, its ``.zarray`` or ``zarr.json``, or that file's
+        parsed JSON. ``decode`` gives the chunk's array (chunk shape and dtype, C order).
+        ``prefer="wasm"`` uses chonkle's Wasm codecs where it ships one, ``"native"``
+        numcodecs. Fill values and chunk keys: ``chonkle.formats.zarr.open_zarr_array``.
+        """
+        from chonkle.formats.zarr import open_zarr_array  # formats sit above the pipeline
+
+        return open_zarr_array(source, prefer=prefer,  # type: ignore[arg-type]
+                               runtime=runtime, allow_codecs=allow_codecs).pipeline
+
     @property
     def runtime(self) -> str | None:
         """The engine the Wasm steps run on (None for a pipeline of native codecs only)."""

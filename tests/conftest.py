@@ -129,3 +129,34 @@ def run_on_a_terminal(command: list[str], **options: object) -> tuple[int, bytes
     status = process.wait(timeout=300)
     os.close(leader)
     return status, shown
+
+
+# ---- Zarr: tests marked zarr2 need zarr-python 2 (CI's CPython 3.10 leg), zarr3 need
+# zarr-python 3 (its CPython 3.12 leg). Elsewhere they skip, saying which leg runs them, unless
+# CHONKLE_TEST_REQUIRE_ZARR names their version: then the leg that must run them fails.
+ZARR_LEGS = {2: "CI's CPython 3.10 leg (zarr-python 2)", 3: "CI's CPython 3.12 leg (zarr-python 3)"}
+
+
+def _zarr_major() -> int | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("zarr").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    required = {int(v) for v in os.environ.get("CHONKLE_TEST_REQUIRE_ZARR", "").split(",")
+                if v.strip().isdigit()}
+    for major, leg in ZARR_LEGS.items():
+        if item.get_closest_marker(f"zarr{major}") is None:
+            continue
+        installed = _zarr_major()
+        if installed == major:
+            continue
+        found = "no zarr" if installed is None else f"zarr-python {installed}"
+        if major in required:
+            pytest.fail(f"needs zarr-python {major}, required here "
+                        f"(CHONKLE_TEST_REQUIRE_ZARR), but this environment has {found}")
+        pytest.skip(f"needs zarr-python {major} ({found} here); {leg} runs it")

@@ -38,8 +38,11 @@ class Binding(NamedTuple):
 
 
 class WasmCodec(Codec):
-    """One Wasm step: bytes in give a uint8 array out; an ndarray in gives an ndarray of the
-    same dtype and shape out (the module sees its C-order bytes).
+    """One Wasm step: bytes in give a uint8 array out. An ndarray in (the module sees its bytes
+    in memory order, as numcodecs codecs do, so a Zarr v2 chunk of order F reads the same
+    either way) gives an ndarray of the same dtype and shape out when the module returns as
+    many bytes (a filter), else a uint8 array (a compressor, as a Zarr v2 ``compressor`` is
+    handed the typed chunk).
 
     ``numcodecs.get_codec({"id": "chonkle.wasm", "name": ..., "uri": ..., "sha256": ...,
     "configuration": {...}})`` makes one (no ``uri``: the codec shipped in chonkle). The
@@ -196,8 +199,8 @@ class WasmCodec(Codec):
             raise WasmAbiError(f'module does not export "{direction}", so it cannot {direction}',
                                step=self.step.label)
         if isinstance(buf, np.ndarray) and buf.dtype != np.uint8:
-            array = np.ascontiguousarray(buf)
-            data = memoryview(array.reshape(-1).view(np.uint8))
+            array = buf if buf.flags.f_contiguous else np.ascontiguousarray(buf)
+            data = memoryview(array.reshape(-1, order="A").view(np.uint8))
             return binding.pool.run(direction, data, self.config_json,
                                     lambda out: self._as_array_like(out, array),
                                     self.step.label, binding.limits)
@@ -205,14 +208,10 @@ class WasmCodec(Codec):
                                 self.step.label, binding.limits)
 
     def _as_array_like(self, output: memoryview, like: np.ndarray) -> np.ndarray:
-        if len(output) != like.nbytes:
-            raise CodecError(
-                f"returned {len(output)} bytes for an input array of shape {list(like.shape)} "
-                f"and dtype {like.dtype} ({like.nbytes} bytes); a Wasm step given an array "
-                "must return an array of the same shape and dtype",
-                step=self.step.label,
-            )
-        return _copy_bytes(output).view(like.dtype).reshape(like.shape)
+        if len(output) != like.nbytes:  # a compressor's output: bytes
+            return _copy_bytes(output)
+        order = "C" if like.flags.c_contiguous else "F"
+        return _copy_bytes(output).view(like.dtype).reshape(like.shape, order=order)
 
 
 def _byte_view(buf: Any) -> memoryview:

@@ -12,6 +12,7 @@ and the work not yet started is cancelled.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from chonkle.pipeline import Pipeline
 
 # Batches per worker: enough to balance uneven chunks, few enough to keep overheads small.
-BATCHES_PER_WORKER = {"threads": 4, "processes": 2}
+BATCHES_PER_WORKER = {"threads": 2, "processes": 2}
 
 
 def available_cores() -> int:
@@ -59,14 +60,29 @@ def run_many(pipeline: Pipeline, direction: str, items: Sequence[Any], workers: 
         mode = "threads" if uses_threads(pipeline) else "processes"
         batches = _batches(len(items), workers * BATCHES_PER_WORKER[mode])
         if mode == "threads":
-            with ThreadPoolExecutor(workers, thread_name_prefix="chonkle") as executor:
-                method = getattr(pipeline, direction)
-                futures = [executor.submit(_batch, method, items, start, stop)
-                           for start, stop in batches]
-                return _gather(futures, batches, len(items), shown.update)
+            executor = _thread_pool(workers)
+            method = getattr(pipeline, direction)
+            futures = [executor.submit(_batch, method, items, start, stop)
+                       for start, stop in batches]
+            return _gather(futures, batches, len(items), shown.update)
         return processes.run(pipeline, direction, items, workers, batches,
                              lambda futures: _gather(futures, batches, len(items),
                                                      shown.update))
+
+
+_thread_pools: dict[int, ThreadPoolExecutor] = {}
+_thread_pools_lock = threading.Lock()
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool of `workers` threads, kept for the next call: each thread keeps its Wasm
+    instances, so a call does not pay for instantiating modules again."""
+    with _thread_pools_lock:
+        pool = _thread_pools.get(workers)
+        if pool is None:
+            pool = _thread_pools[workers] = ThreadPoolExecutor(
+                workers, thread_name_prefix=f"chonkle-{workers}")
+        return pool
 
 
 def _serial(pipeline: Pipeline, direction: str, items: list[Any],

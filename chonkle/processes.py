@@ -56,7 +56,7 @@ def run(pipeline: Pipeline, direction: str, items: list[Any], workers: int,
                                            start) for start, stop in batches]
             return gather(futures)
         with _SharedFiles(items, layout) as shared:
-            with _without_main():
+            with _without_main():  # each batch is handed over as soon as it is written
                 futures = [executor.submit(_batch_shared, key, blob, shared.task(start, stop))
                            for start, stop in batches]
             gather(futures)
@@ -86,46 +86,54 @@ def _shared_folder() -> str | None:
 
 class _SharedFiles:
     """The chunks in one file, room for every decoded array in another; both 0600, removed
-    when the call ends whatever happens."""
+    when the call ends whatever happens (the arrays returned keep their memory mapped)."""
 
     def __init__(self, items: list[Any], layout: tuple[tuple[int, ...], np.dtype]) -> None:
+        self.items = items
         self.shape, self.dtype = layout
         self.item_bytes = math.prod(self.shape) * self.dtype.itemsize
-        self.count = len(items)
         self._paths: list[str] = []
-        self.spans: list[tuple[int, int]] = []
-        self.inputs = self._file("in")
-        with open(self.inputs, "r+b") as file:
-            offset = 0
-            for item in items:
-                view = memoryview(item).cast("B") if not isinstance(item, bytes) else item
-                file.write(view)
-                self.spans.append((offset, len(view)))
-                offset += len(view)
-        self.outputs = self._file("out")
-        with open(self.outputs, "r+b") as file:
-            file.truncate(max(1, self.item_bytes * self.count))
+        self.inputs, self._input = self._file("in")
+        self._written = 0
+        self.outputs, output = self._file("out")
+        with output:
+            output.truncate(self.item_bytes * len(items))
 
-    def _file(self, role: str) -> str:
+    def _file(self, role: str) -> tuple[str, Any]:
         fd, path = tempfile.mkstemp(prefix=f"chonkle-{role}-", dir=_shared_folder())
-        os.close(fd)
         self._paths.append(path)
-        return path
+        return path, os.fdopen(fd, "r+b")
 
     def task(self, start: int, stop: int) -> tuple:
-        return (self.inputs, self.spans[start:stop], self.outputs, self.item_bytes,
-                self.dtype.str, self.shape, start)
+        """Write chunks `start` to `stop` (so a batch can start while the next is written)."""
+        spans = []
+        for item in self.items[start:stop]:
+            view = item if isinstance(item, bytes) else memoryview(item).cast("B")
+            self._input.write(view)
+            spans.append((self._written, len(view)))
+            self._written += len(view)
+        self._input.flush()
+        return (self.inputs, spans, self.outputs, self.item_bytes, self.dtype.str, self.shape,
+                start)
 
     def results(self) -> list[np.ndarray]:
-        """The decoded arrays: views of one array copied out of the shared file."""
+        """The decoded arrays, without copying: views of a private (copy-on-write) mapping
+        of the file the workers wrote, which stays mapped as long as an array needs it."""
+        if not self.items:
+            return []
+        if self.item_bytes == 0:
+            return [np.empty(self.shape, self.dtype) for _ in self.items]
         with open(self.outputs, "rb") as file:
-            block = np.fromfile(file, dtype=self.dtype, count=math.prod(self.shape) * self.count)
-        return list(block.reshape(self.count, *self.shape))
+            mapping = mmap.mmap(file.fileno(), self.item_bytes * len(self.items),
+                                access=mmap.ACCESS_COPY)
+        block = np.frombuffer(mapping, dtype=self.dtype).reshape(len(self.items), *self.shape)
+        return list(block)
 
     def __enter__(self) -> _SharedFiles:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._input.close()
         for path in self._paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -43,7 +43,6 @@ from tiff_files import (
 
 import chonkle
 from chonkle import ChonkleError, CodecError, Pipeline, SourceError, SpecError
-from chonkle.formats import tiff as tiff_module
 
 MATRIX = matrix()
 REPO = Path(__file__).resolve().parent.parent
@@ -252,15 +251,13 @@ def test_sparse_tiles_hold_nodata_and_are_not_fetched(gdal_file, monkeypatch) ->
 
 # ---- the reader -----------------------------------------------------------------------------
 
-def test_workers_and_the_serial_fallback_agree(written, monkeypatch) -> None:
+def test_any_number_of_workers_reads_the_same(written) -> None:
     case = next(c for c in MATRIX if c.compression == "zstd" and c.predictor == 2 and c.tiled)
     path = written(case)
     tiff = chonkle.open_tiff(path)
     expected = tiff.read()
     assert_same(tiff.read(workers=2), expected)
     assert_same(tiff.read(workers=1), expected)
-    monkeypatch.delattr(Pipeline, "decode_many", raising=False)  # before the scale-out work
-    assert_same(tiff.read(), expected)
 
 
 def test_decode_many_gets_every_tile_of_a_batch_in_one_call(written, monkeypatch) -> None:
@@ -270,7 +267,7 @@ def test_decode_many_gets_every_tile_of_a_batch_in_one_call(written, monkeypatch
     calls: list[int] = []
     level = tiff.levels[0]
 
-    def decode_many(self, chunks, workers=None):
+    def decode_many(self, chunks, workers=None, progress=None):
         calls.append(len(chunks))
         return [self.decode(c) for c in chunks]
 
@@ -548,17 +545,3 @@ def test_importing_chonkle_does_not_import_httpx_or_tifffile() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.split() == ["False", "False", "True"], result.stderr
-
-
-def test_module_fallback_decodes_serially() -> None:
-    class Plain:
-        def decode(self, chunk: bytes) -> np.ndarray:
-            if chunk == b"bad":
-                raise CodecError("bad chunk")
-            return np.frombuffer(chunk, np.uint8)
-
-    assert [a.tolist() for a in tiff_module.decode_chunks(Plain(), [b"\x01", b"\x02"])] == [
-        [1], [2]]
-    with pytest.raises(CodecError) as caught:
-        tiff_module.decode_chunks(Plain(), [b"\x01", b"bad"])  # type: ignore[arg-type]
-    assert caught.value.chunk == 1

@@ -21,7 +21,7 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray
 
 from chonkle.engine import config_schema, limits
-from chonkle.engine.abi import CodecInterface, InstancePool, module_pool
+from chonkle.engine.abi import CodecInterface, InstancePool, copy_out, module_pool
 from chonkle.engine.registry import get_runtime, resolve_runtime_name
 from chonkle.engine.wasm_binary import MalformedModule
 from chonkle.errors import ChonkleError, CodecError, SpecError, WasmAbiError
@@ -223,5 +223,4 @@ def _byte_view(buf: Any) -> memoryview:
     return memoryview(ensure_contiguous_ndarray(buf).reshape(-1).view(np.uint8))
 
 
-def _copy_bytes(output: memoryview) -> np.ndarray:
-    return np.frombuffer(output, dtype=np.uint8).copy()
+_copy_bytes = copy_out

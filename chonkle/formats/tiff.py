@@ -18,7 +18,6 @@ not levels.
 
 from __future__ import annotations
 
-import inspect
 import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -281,22 +280,10 @@ class Tiff:
 
 def decode_chunks(pipeline: Pipeline, chunks: Sequence[bytes],
                   workers: int | None = None) -> list[np.ndarray]:
-    """Every chunk decoded, in order: one ``pipeline.decode_many`` call where the pipeline has
-    one, else one at a time. A failure carries the failing chunk's position as ``chunk``."""
-    many = getattr(pipeline, "decode_many", None)
-    if many is None or len(chunks) < 2 or workers == 1:
-        results = []
-        for index, chunk in enumerate(chunks):
-            try:
-                results.append(pipeline.decode(chunk))
-            except ChonkleError as exc:
-                exc.chunk = index
-                raise
-        return results
-    options: dict[str, Any] = {"workers": workers}
-    if "progress" in inspect.signature(many).parameters:
-        options["progress"] = False  # the reader shows its own progress, in tiles
-    return list(many(list(chunks), **options))
+    """Every chunk decoded, in order, with one ``pipeline.decode_many`` call. A failure
+    carries the failing chunk's position as ``chunk``."""
+    # the reader shows its own progress, in tiles
+    return pipeline.decode_many(list(chunks), workers=workers, progress=False)
 
 
 def _located(exc: ChonkleError, where: str) -> ChonkleError:

@@ -471,10 +471,12 @@ class RangeServer:
                 self._write(name, body)
 
             def _write(self, name: str, data: bytes) -> None:
-                with contextlib.suppress(OSError):
-                    self.wfile.write(data)
+                # counted before it is written: the client may have read it all, and the test
+                # checked the count, before a write returns
                 with server._lock:
                     server.sent[name] += len(data)
+                with contextlib.suppress(OSError):
+                    self.wfile.write(data)
 
         self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         if authority is not None:

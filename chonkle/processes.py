@@ -85,19 +85,16 @@ def _shared_folder() -> str | None:
 
 
 class _SharedFiles:
-    """The chunks in one file, room for every decoded array in another; both 0600, removed
-    when the call ends whatever happens (the arrays returned keep their memory mapped)."""
+    """For each batch, its chunks in one file and room for its decoded arrays in another (one
+    pair per batch: workers writing one shared file contend on it in the kernel); all 0600,
+    removed when the call ends whatever happens (the arrays returned keep theirs mapped)."""
 
     def __init__(self, items: list[Any], layout: tuple[tuple[int, ...], np.dtype]) -> None:
         self.items = items
         self.shape, self.dtype = layout
         self.item_bytes = math.prod(self.shape) * self.dtype.itemsize
         self._paths: list[str] = []
-        self.inputs, self._input = self._file("in")
-        self._written = 0
-        self.outputs, output = self._file("out")
-        with output:
-            output.truncate(self.item_bytes * len(items))
+        self._outputs: list[tuple[str, int]] = []  # (path, items) of each batch
 
     def _file(self, role: str) -> tuple[str, Any]:
         fd, path = tempfile.mkstemp(prefix=f"chonkle-{role}-", dir=_shared_folder())
@@ -106,34 +103,38 @@ class _SharedFiles:
 
     def task(self, start: int, stop: int) -> tuple:
         """Write chunks `start` to `stop` (so a batch can start while the next is written)."""
-        spans = []
-        for item in self.items[start:stop]:
-            view = item if isinstance(item, bytes) else memoryview(item).cast("B")
-            self._input.write(view)
-            spans.append((self._written, len(view)))
-            self._written += len(view)
-        self._input.flush()
-        return (self.inputs, spans, self.outputs, self.item_bytes, self.dtype.str, self.shape,
-                start)
+        inputs, file = self._file("in")
+        spans, written = [], 0
+        with file:
+            for item in self.items[start:stop]:
+                view = item if isinstance(item, bytes) else memoryview(item).cast("B")
+                file.write(view)
+                spans.append((written, len(view)))
+                written += len(view)
+        outputs, file = self._file("out")
+        with file:
+            file.truncate(self.item_bytes * (stop - start))
+        self._outputs.append((outputs, stop - start))
+        return (inputs, spans, outputs, self.item_bytes, self.dtype.str, self.shape, start)
 
     def results(self) -> list[np.ndarray]:
-        """The decoded arrays, without copying: views of a private (copy-on-write) mapping
-        of the file the workers wrote, which stays mapped as long as an array needs it."""
-        if not self.items:
-            return []
-        if self.item_bytes == 0:
-            return [np.empty(self.shape, self.dtype) for _ in self.items]
-        with open(self.outputs, "rb") as file:
-            mapping = mmap.mmap(file.fileno(), self.item_bytes * len(self.items),
-                                access=mmap.ACCESS_COPY)
-        block = np.frombuffer(mapping, dtype=self.dtype).reshape(len(self.items), *self.shape)
-        return list(block)
+        """The decoded arrays, without copying: views of private (copy-on-write) mappings of
+        the files the workers wrote, which stay mapped as long as an array needs them."""
+        arrays: list[np.ndarray] = []
+        for path, count in self._outputs:
+            if self.item_bytes == 0:
+                arrays += [np.empty(self.shape, self.dtype) for _ in range(count)]
+                continue
+            with open(path, "rb") as file:
+                mapping = mmap.mmap(file.fileno(), self.item_bytes * count,
+                                    access=mmap.ACCESS_COPY)
+            arrays += list(np.frombuffer(mapping, dtype=self.dtype).reshape(count, *self.shape))
+        return arrays
 
     def __enter__(self) -> _SharedFiles:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._input.close()
         for path in self._paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -233,7 +234,7 @@ def _batch_shared(key: str, blob: bytes, task: tuple) -> None:
                                  f"{array.dtype}, not {list(shape)} {np.dtype(dtype)}",
                                  chunk=index)
             np.frombuffer(out, dtype=dtype, count=array.size,
-                          offset=index * item_bytes).reshape(shape)[...] = array
+                          offset=offset * item_bytes).reshape(shape)[...] = array
             del array  # it may be a view of the input mapping, which is closed next
 
 

@@ -44,6 +44,7 @@ from chonkle.errors import ChonkleError, LimitExceeded, SourceError
 from chonkle.formats.tiff_sources import Range, check_within, coalesce, split
 from chonkle.sources import net
 from chonkle.sources.guard import Download
+from chonkle.sources.https import Retryable, describe
 
 T = TypeVar("T")
 
@@ -54,10 +55,6 @@ MAX_GAP = 64 * 2**10
 MAX_SPAN = 16 * 2**20
 CONNECTIONS = 4
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})\s*")
-
-
-class _Retryable(Exception):
-    """A failure worth another attempt: a 5xx answer, or a body cut short."""
 
 
 def _loopback(host: str) -> bool:
@@ -174,7 +171,7 @@ class HttpFile:
         for attempt in range(attempts):
             try:
                 return self._get_once(session, start, end)
-            except (httpx.TransportError, _Retryable) as exc:
+            except (httpx.TransportError, Retryable) as exc:
                 if net.unresolvable_host(exc):
                     raise SourceError(f"{self.url!r}: cannot resolve the host "
                                       f"{self.host!r}") from None
@@ -185,7 +182,7 @@ class HttpFile:
                         "for a private CA set SSL_CERT_FILE or SSL_CERT_DIR") from exc
                 session.download.check()  # a connection the deadline shut is not retried
                 if attempt + 1 == attempts:
-                    raise SourceError(f"{self.url!r}: {_describe(exc)} (gave up after "
+                    raise SourceError(f"{self.url!r}: {describe(exc)} (gave up after "
                                       f"{attempts} attempts)") from exc
                 session.download.sleep(net.backoff(attempt))
         raise AssertionError("unreachable")
@@ -216,7 +213,7 @@ class HttpFile:
               download: Download) -> tuple[bytes, int]:
         status = f"HTTP {answer.status_code} {net.one_line(answer.reason_phrase, 60)}".strip()
         if answer.status_code >= 500:
-            raise _Retryable(status)
+            raise Retryable(status)
         if answer.status_code == 200:
             raise SourceError(f"{self.url!r}: the server does not honour Range requests "
                               "(it answered a range request with the whole file); chonkle "
@@ -243,7 +240,7 @@ class HttpFile:
                                   f"bytes it announced for {first}-{last}")
             parts.append(chunk)
         if received < expected:
-            raise _Retryable(f"the body was cut short ({received} of {expected} bytes)")
+            raise Retryable(f"the body was cut short ({received} of {expected} bytes)")
         return b"".join(parts), total
 
     def _content_range(self, value: str | None) -> tuple[int, int, int]:
@@ -342,13 +339,3 @@ class _RangeStream(io.RawIOBase):
             raise
         self._fetched += len(data)
         return data, size
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, _Retryable):
-        return str(exc)
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({type(exc).__name__})"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return f"the server broke off the transfer ({net.one_line(exc)})"
-    return net.describe(exc)

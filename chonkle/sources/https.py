@@ -24,7 +24,7 @@ from chonkle.sources import net
 from chonkle.sources.guard import Download
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     """A failure worth another attempt (5xx)."""
 
 
@@ -51,7 +51,7 @@ def _fetch(client: httpx.Client, uri: str, sink: BinaryIO, progress: net.Progres
         try:
             _get(client, uri, sink, progress, download)
             return
-        except (httpx.TransportError, _Retryable) as exc:
+        except (httpx.TransportError, Retryable) as exc:
             if net.unresolvable_host(exc):
                 raise SourceError(f"{uri!r}: cannot resolve the host "
                                   f"{urlsplit(uri).hostname!r}") from None
@@ -61,7 +61,7 @@ def _fetch(client: httpx.Client, uri: str, sink: BinaryIO, progress: net.Progres
                     "CA set SSL_CERT_FILE or SSL_CERT_DIR") from exc
             download.check()  # a connection the deadline shut down is not retried
             if attempt + 1 == attempts:
-                raise SourceError(f"{uri!r}: {_describe(exc)} (gave up after {attempts} "
+                raise SourceError(f"{uri!r}: {describe(exc)} (gave up after {attempts} "
                                   "attempts)") from exc
             download.sleep(net.backoff(attempt))
 
@@ -78,7 +78,7 @@ def _get(client: httpx.Client, uri: str, sink: BinaryIO, progress: net.Progress 
                 continue
             status = f"HTTP {response.status_code} {net.one_line(response.reason_phrase, 60)}"
             if response.status_code >= 500:
-                raise _Retryable(status.strip())
+                raise Retryable(status.strip())
             if response.status_code != 200:
                 raise SourceError(f"{uri!r}: {status.strip()}")
             net.check_identity(uri, response.headers.get("content-encoding"))
@@ -95,8 +95,9 @@ def _is_certificate_error(exc: Exception) -> bool:
     return isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, _Retryable):
+def describe(exc: Exception) -> str:
+    """A failed HTTP exchange in one line (httpx's own words, shortened)."""
+    if isinstance(exc, Retryable):
         return str(exc)
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({type(exc).__name__})"

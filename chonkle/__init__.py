@@ -6,12 +6,14 @@ pipeline with a Wasm step is built.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from numcodecs.abc import Codec
 
+from chonkle import settings
 from chonkle.engine.registry import get_runtime, installed_runtimes, runtime_statuses
 from chonkle.errors import (
     ChonkleError,
@@ -28,6 +30,11 @@ from chonkle.formats.zarr import open_zarr_array
 from chonkle.pipeline import Pipeline, PipelineSource, as_pipeline
 
 __version__ = "0.1.0"
+
+if _unknown := settings.unknown_settings():
+    warnings.warn(f"chonkle does not know the setting(s) {', '.join(_unknown)}: a misspelled "
+                  "name leaves its policy off (the settings are listed in chonkle's README)",
+                  RuntimeWarning, stacklevel=2)
 
 Codecs = Pipeline | Sequence[Codec] | PipelineSource
 

@@ -94,7 +94,8 @@ class Folder:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EMLINK, errno.EISDIR):  # EMLINK: BSD's link
+            if exc.errno in (errno.ELOOP, errno.EMLINK, errno.EISDIR, errno.ENXIO):
+                # EMLINK: BSD's link; ENXIO: a socket
                 raise NotARegularFile(exc.errno, "not a regular file", exc.filename) from None
             raise
         with _closing_on_error(fd), self._naming(name):
@@ -144,7 +145,11 @@ class Folder:
 
     def remove(self, name: str) -> None:
         """Delete an entry (a file, a link, or a folder and all it holds); never follows a
-        link, so nothing outside this folder is touched. A missing entry is no error."""
+        link, so nothing outside this folder is touched. A missing entry is no error.
+
+        Folders are emptied with an explicit stack, not recursion: a hostile tree of any
+        depth is removed.
+        """
         target, at = self._at(name)
         with self._naming(name):
             try:
@@ -155,15 +160,37 @@ class Folder:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(target, **at)
                 return
-            if self.fd is None:
-                inner = Folder(self.path / name, None)
-            else:
-                inner = Folder(self.path / name, os.open(name, _DIRECTORY, dir_fd=self.fd))
-            with inner:
-                for entry in inner.names():
-                    inner.remove(entry)
-            with contextlib.suppress(FileNotFoundError):
-                os.rmdir(target, **at)
+        stack: list[tuple[Folder, Folder, str]] = [(self, self._inner(name), name)]
+        while stack:
+            parent, folder, entry = stack[-1]
+            descended = False
+            for inner_name in folder.names():
+                inner_target, inner_at = folder._at(inner_name)
+                with folder._naming(inner_name):
+                    try:
+                        found = os.stat(inner_target, follow_symlinks=False, **inner_at)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISDIR(found.st_mode):
+                        stack.append((folder, folder._inner(inner_name), inner_name))
+                        descended = True
+                        break
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(inner_target, **inner_at)
+            if descended:
+                continue
+            stack.pop()
+            folder.__exit__()
+            gone, gone_at = parent._at(entry)
+            with parent._naming(entry), contextlib.suppress(FileNotFoundError):
+                os.rmdir(gone, **gone_at)
+
+    def _inner(self, name: str) -> Folder:
+        """A folder inside this one, opened without following a link."""
+        if self.fd is None:
+            return Folder(self.path / name, None)
+        with self._naming(name):
+            return Folder(self.path / name, os.open(name, _DIRECTORY, dir_fd=self.fd))
 
 
 class NotARegularFile(OSError):

@@ -17,6 +17,7 @@ MiB = 2**20
 
 RUNTIME = "CHONKLE_RUNTIME"
 CACHE_DIR = "CHONKLE_CACHE_DIR"
+KEY_DIR = "CHONKLE_KEY_DIR"
 OFFLINE = "CHONKLE_OFFLINE"
 FORCE_DOWNLOAD = "CHONKLE_FORCE_DOWNLOAD"
 REQUIRE_DIGEST = "CHONKLE_REQUIRE_DIGEST"
@@ -56,6 +57,15 @@ def flag(name: str, default: bool = False) -> bool:
     if value.lower() in _FALSE:
         return False
     raise SettingError(f"{name}={value!r} is not a yes/no value (use 1 or 0)")
+
+
+def unknown_settings() -> list[str]:
+    """CHONKLE_* variables chonkle does not know (a typo leaves a policy off)."""
+    known = {value for key, value in globals().items()
+             if key.isupper() and isinstance(value, str) and value.startswith("CHONKLE_")}
+    return sorted(name for name in os.environ if name.startswith("CHONKLE_")
+                  and not name.startswith(("CHONKLE_TEST_", "CHONKLE_BENCH_"))
+                  and name not in known)
 
 
 def number(name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -104,6 +114,18 @@ def cache_root() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def key_root() -> Path:
+    """Where the key authenticating compiled code lives: never inside the cache it protects
+    (a cache folder may be copied or restored from elsewhere), but in the per-user config
+    folder (``~/.config/chonkle`` on Linux), or ``CHONKLE_KEY_DIR``."""
+    value = _raw(KEY_DIR)
+    if value:
+        return Path(value).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("chonkle"))
+
+
 def offline() -> bool:
     return flag(OFFLINE)
 
@@ -125,9 +147,14 @@ def insecure_registries() -> set[str]:
 
 
 def wasm_timeout() -> float | None:
-    """Seconds one call into Wasm may run (30 by default); ``0`` turns the limit off."""
-    seconds = number(WASM_TIMEOUT, DEFAULT_WASM_TIMEOUT)
-    return seconds if seconds > 0 else None
+    """Seconds one call into Wasm may run (30 by default); ``0`` turns the limit off.
+
+    Only a plain ``0`` does: ``-0``, ``1e-400`` or a negative number is an error, never a
+    limit quietly switched off.
+    """
+    if _raw(WASM_TIMEOUT) in ("0", "0.0"):
+        return None
+    return number(WASM_TIMEOUT, DEFAULT_WASM_TIMEOUT, minimum=1e-3)
 
 
 def max_memory() -> int:

@@ -103,6 +103,8 @@ def parse_pipeline_text(raw: bytes, where: str) -> Any:
         raise SpecError(f"{where} is not valid JSON: {exc}") from None
     except RecursionError:
         raise SpecError(f"{where} is nested deeper than any pipeline") from None
+    except ValueError as exc:  # an integer of thousands of digits, for one
+        raise SpecError(f"{where} holds a value no pipeline has: {exc}") from None
 
 
 def parse_pipeline(document: Any, *, base_dir: Path | None) -> PipelineSpec:

@@ -23,6 +23,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tests never read or write the user's module cache (subprocesses inherit this too)."""
     folder = tmp_path_factory.mktemp("chonkle-cache")
     os.environ["CHONKLE_CACHE_DIR"] = str(folder)
+    os.environ["CHONKLE_KEY_DIR"] = str(tmp_path_factory.mktemp("chonkle-key"))
     return folder
 
 

@@ -73,6 +73,7 @@ def root(tmp_path: Path, monkeypatch) -> Path:
     """This test's cache root (not yet created), in CHONKLE_CACHE_DIR for subprocesses too."""
     folder = tmp_path / "shared" / "cache"
     monkeypatch.setenv("CHONKLE_CACHE_DIR", str(folder))
+    monkeypatch.setenv("CHONKLE_KEY_DIR", str(tmp_path / "shared" / "keys"))
     for name in ("CHONKLE_OFFLINE", "CHONKLE_FORCE_DOWNLOAD", "CHONKLE_REQUIRE_DIGEST",
                  "CHONKLE_COMPILED_CACHE"):
         monkeypatch.delenv(name, raising=False)
@@ -127,7 +128,7 @@ class FreshProcess:
         where payload is the engine's serialized EVIL module."""
         engine = get_runtime(self.runtime)
         payload = engine.compile(EVIL).serialize()
-        key_file = self.root / "compiled.key"
+        key_file = self.root.parent / "keys" / "compiled.key"
         key = key_file.read_bytes() if key_file.exists() else b""  # (made by the first decode)
         artifact = self.artifact()
         planted = make(key, artifact.stem, engine.name, engine.version, payload)
@@ -196,7 +197,7 @@ def test_the_compiled_cache_works_under_umask_002(fresh, tmp_path, root) -> None
         assert mode(folder) == 0o700, folder
         folder /= part
     assert mode(folder) == 0o700
-    assert mode(artifact) == mode(root / "compiled.key") == 0o600
+    assert mode(artifact) == mode(root.parent / "keys" / "compiled.key") == 0o600
     before = artifact.stat()
     assert fresh.decode(umask=0o002) == "right"
     after = artifact.stat()
@@ -221,10 +222,11 @@ def test_the_key_file_is_never_followed_and_must_be_private(root, tmp_path, runt
     engine = get_runtime(runtime)
     victim = tmp_path / "victim"
     victim.write_bytes(b"v" * 32)
-    root.mkdir(parents=True, mode=0o700)
-    (root / "compiled.key").symlink_to(victim)
+    keys = root.parent / "keys"
+    keys.mkdir(parents=True, mode=0o700)
+    (keys / "compiled.key").symlink_to(victim)
     compile_cached(engine, EVIL, EVIL_SHA)
-    key = root / "compiled.key"
+    key = keys / "compiled.key"
     assert victim.read_bytes() == b"v" * 32
     assert not key.is_symlink() and mode(key) == 0o600 and len(key.read_bytes()) == 32
     first = key.read_bytes()
@@ -414,3 +416,38 @@ def test_blobs_are_verified_on_every_read(root) -> None:
     blob.symlink_to(shipped_module_path("tiff_predictor_2"))  # the right bytes, by a link
     assert cache.blob(PREDICTOR_SHA) is None and not blob.is_symlink()
     assert shipped_module_path("tiff_predictor_2").read_bytes() == PREDICTOR
+
+
+def test_a_key_inside_the_cache_vouches_for_nothing(fresh, root) -> None:
+    """The key is kept outside the cache (CHONKLE_KEY_DIR, else the per-user config folder):
+    a cache copied or restored from elsewhere, with a key of its own beside its artifacts,
+    cannot get them loaded."""
+    assert fresh.decode() == "right"
+    planted_key = b"k" * 32
+    (root / "compiled.key").write_bytes(planted_key)  # where older chonkle kept it
+    (root / "compiled.key").chmod(0o600)
+    fresh.plant(lambda key, *rest: seal(planted_key, *rest))
+    assert fresh.decode() == "right"  # the planted artifact was not loaded, but rebuilt
+    assert (root.parent / "keys" / "compiled.key").read_bytes() != planted_key
+
+
+def test_a_hostile_index_or_tree_cannot_stop_clear(root, capsys) -> None:
+    """An index entry of deeply nested JSON, and a folder tree thousands of levels deep:
+    `chonkle cache clear`, the repair tool, still empties the cache."""
+    ModuleCache()  # made on first use below
+    fetch_module(shipped_module_path("zstd").as_uri(), "zstd", base_dir=None)
+    uris = root / "uris"
+    uris.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (uris / ("0" * 32 + ".json")).write_text("[" * 200_000)
+    deep = root / "tmp"
+    deep.mkdir(exist_ok=True, mode=0o700)
+    os.chdir(deep)
+    try:
+        for _ in range(3000):  # relative steps: the full path would be too long
+            os.mkdir("d", 0o700)
+            os.chdir("d")
+    finally:
+        os.chdir(root.parent.parent)
+    assert ModuleCache().entries() == []
+    assert cli_main(["cache", "clear"]) == 0
+    assert not (root / "tmp").exists() and not (root / "uris").exists()

@@ -85,6 +85,9 @@ def test_pipeline_file_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SpecError, match="not valid JSON"):
         chonkle.get_codecs(tmp_path / "bad.json")
+    (tmp_path / "huge.json").write_text('{"codecs": [' + "9" * 5000 + "]}")
+    with pytest.raises(SpecError, match="holds a value no pipeline has"):
+        chonkle.get_codecs(tmp_path / "huge.json")
 
 
 # ---- module sources -------------------------------------------------------------------------

@@ -89,6 +89,8 @@ HOSTILE: dict[str, tuple[str, str, str | None, type[ChonkleError], tuple[str, ..
         None, CodecError, BOTH),
     "initial_table_over_the_cap": ("(table $t 200000 funcref)" + IDENTITY, "", None,
                                    LimitExceeded, BOTH),
+    "two_tables": ("(table $a 1 funcref) (table $b 1 funcref)" + IDENTITY, "", None,
+                   WasmAbiError, BOTH),
     # output
     "output_over_the_limit": (codec("(drop (memory.grow (i32.const 40))) "
                                     "(i64.const 0x0000040000200000)"), "", None, LimitExceeded,
@@ -450,3 +452,33 @@ def test_configuration_integers_never_wrap_in_c(runtime: str, tmp_path: Path,
             "configuration": {"bytes_per_sample": 1, "width": width}}
     with pytest.raises(CodecError, match='"width" must be an integer from 1 to'):
         Pipeline.load([step], runtime=runtime).decode(b"\1" * 5)
+
+
+def test_a_modules_message_reaches_the_terminal_without_control_characters(
+        runtime: str, tmp_path: Path) -> None:
+    body = ('(func (export "last_error") (result i64) (i64.const 0x0000002000000010))'
+            '(data (i32.const 32) "red\\1b[31m\\0a\\07alert")' + codec("(i64.const 0)"))
+    path = tmp_path / "noisy.wasm"
+    path.write_bytes(wat_module(body))
+    error = run_hostile(path, runtime)
+    assert isinstance(error, CodecError) and "red [31m  alert" in str(error)
+    assert not any(ord(c) < 32 for c in str(error))
+
+
+@pytest.mark.parametrize("value", ["-0", "1e-400", "-5", "soon"])
+def test_the_time_limit_is_off_only_for_a_plain_zero(monkeypatch, value: str) -> None:
+    from chonkle import settings
+    from chonkle.errors import SettingError
+
+    monkeypatch.setenv("CHONKLE_WASM_TIMEOUT", value)
+    with pytest.raises(SettingError, match="CHONKLE_WASM_TIMEOUT"):
+        settings.wasm_timeout()
+    monkeypatch.setenv("CHONKLE_WASM_TIMEOUT", "0")
+    assert settings.wasm_timeout() is None
+
+
+def test_a_misspelled_setting_is_warned_about() -> None:
+    code = "import warnings; warnings.simplefilter('error'); import chonkle"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "CHONKLE_REQUIRE_DIGESTS": "1"})
+    assert result.returncode != 0 and "CHONKLE_REQUIRE_DIGESTS" in result.stderr

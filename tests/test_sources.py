@@ -684,3 +684,42 @@ def test_a_host_that_cannot_be_resolved_is_one_short_line(tmp_path, uri, message
                              str(spec_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr == f"chonkle: error: step 0 (zstd): {uri!r}: {message}\n"
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("oci://127.0.0.1:1@192.0.2.2/codecs/zstd:1", "is not a registry host"),
+    ("oci://[::1]@192.0.2.2:5000/codecs/zstd:1", "is not a registry host"),
+    ("oci://user@registry.example/codecs/zstd:1", "is not a registry host"),
+    ("oci:registry.example/codecs/zstd:1", "an OCI URI is oci://"),
+    ("oci://registry.example/codecs/zstd:1#frag", "is not a tag"),
+    ("oci://registry.example/codecs/Zstd?x=1:1", "is not a repository name"),
+])
+def test_oci_uris_name_only_a_registry_a_repository_and_a_tag(uri, message) -> None:
+    """A registry written as "loopback@elsewhere" used to pass the loopback rules while the
+    connection went elsewhere (requests reads what precedes @ as a user name)."""
+    with pytest.raises(SourceError, match=message):
+        fetch_module(uri, "zstd", base_dir=None)
+
+
+@pytest.mark.parametrize("uri", ["https://[x/y.wasm", "oci://[/a:1", "file://[x/y.wasm"])
+def test_a_uri_urllib_cannot_parse_is_a_source_error(uri) -> None:
+    with pytest.raises(SourceError, match="is not a URI"):
+        chonkle.decode(b"", [{"name": "x", "type": "wasm", "uri": uri}])
+
+
+def test_a_local_files_digest_is_not_told(tmp_path) -> None:
+    """A hostile pipeline naming a file and a wrong sha256 learns nothing about the file."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"the user's secret")
+    step = {"name": "x", "type": "wasm", "uri": secret.as_uri(), "sha256": "0" * 64}
+    with pytest.raises(SourceError) as info:
+        chonkle.decode(b"", [step])
+    assert hashlib.sha256(b"the user's secret").hexdigest() not in str(info.value)
+    assert "does not match the sha256 the pipeline pins" in str(info.value)
+
+
+def test_cloud_metadata_over_ipv6_counts_as_internal() -> None:
+    from chonkle.sources.guard import is_internal
+
+    assert is_internal("fd00:ec2::254") and is_internal("169.254.169.254")
+    assert is_internal("::ffff:127.0.0.1") and not is_internal("192.0.2.7")

@@ -111,8 +111,11 @@ def _check_function(interface: ModuleInterface, name: str, expected: FuncSignatu
     return True
 
 
+# Compiled modules kept for reuse: the most recent ones (a pipeline holds on to its own).
+MAX_POOLS = 64
 _pools: dict[tuple, tuple[CodecInterface, InstancePool]] = {}
-_compile_lock = threading.Lock()
+_pools_lock = threading.Lock()
+_compile_locks: dict[tuple, threading.Lock] = {}
 
 
 def module_pool(engine: WasmEngine, wasm: bytes, step: str,
@@ -132,19 +135,27 @@ def module_pool(engine: WasmEngine, wasm: bytes, step: str,
     key = (engine.name, digest, prepared.interruptible, caps)
     found = _pools.get(key)
     if found is None:
-        with _compile_lock:
+        with _pools_lock:  # one lock per module: a slow compile blocks no other module
+            compile_lock = _compile_locks.setdefault(key, threading.Lock())
+        with compile_lock:
             found = _pools.get(key)
             if found is None:
                 compiled_digest = (hashlib.sha256(prepared.wasm).hexdigest() if prepared.capped
                                    else digest)
                 try:
-                    module = compile_cached(EngineVariant.of(engine, prepared.interruptible),
+                    module = compile_cached(EngineVariant(engine, prepared.interruptible),
                                             prepared.wasm, compiled_digest)
                 except ChonkleError as exc:
                     exc.step = exc.step or step
                     raise
                 codec = check_interface(module.interface, step)
-                found = _pools[key] = (codec, InstancePool(module, codec, engine))
+                found = (codec, InstancePool(module, codec, engine))
+                with _pools_lock:
+                    _pools[key] = found
+                    while len(_pools) > MAX_POOLS:
+                        oldest = next(iter(_pools))
+                        del _pools[oldest]
+                        _compile_locks.pop(oldest, None)
     return found
 
 
@@ -182,10 +193,6 @@ class EngineVariant:
         self.version = f"{engine.version}-interruptible" if interruptible else engine.version
         if hasattr(engine, "deserialize"):
             self.deserialize = self._deserialize
-
-    @classmethod
-    def of(cls, engine: WasmEngine, interruptible: bool) -> EngineVariant:
-        return cls(engine, interruptible)
 
     def compile(self, wasm: bytes) -> WasmModule:
         if limits_module.speaks_limits(self.engine):
@@ -327,7 +334,9 @@ class CodecInstance:
         memory = self._instance.memory()
         if ptr == 0 or length == 0 or ptr + length > len(memory):
             return ""
-        return ": " + bytes(memory[ptr:ptr + length]).decode("utf-8", "replace")
+        text = bytes(memory[ptr:ptr + length]).decode("utf-8", "replace")
+        # the module's words, shown on a terminal: no control characters (escape sequences)
+        return ": " + "".join(c if c.isprintable() else " " for c in text).strip()
 
 
 class InstancePool:

@@ -107,16 +107,21 @@ def _load(folder: Folder, name: str, key: bytes, context: tuple[str, str, str],
 
 
 def _open(engine: WasmEngine) -> tuple[Folder, bytes] | None:
-    """This engine's artifact folder and the key, if the cache root is trustworthy."""
+    """This engine's artifact folder and the key, if both their folders are trustworthy.
+
+    The key lives outside the cache (settings.key_root): whoever supplies a cache folder, a
+    copied one or a restored one, must not supply the key that vouches for what is in it.
+    """
     try:
+        key_root = open_private_folder(settings.key_root(), create=True)
         root = open_private_folder(cache_dir(), create=True)
     except _FAILURES:
         return None
-    if root is None or root.fd is None:  # no owners to check (Windows): do not cache
-        return None
-    with root:
+    if root is None or root.fd is None or key_root is None or key_root.fd is None:
+        return None  # no owners to check (Windows): do not cache
+    with root, key_root:
         try:
-            key = _secret_key(root)
+            key = _secret_key(key_root)
             with root.subfolder(COMPILED, create=True) as compiled:
                 return compiled.subfolder(_safe(f"{engine.name}-{engine.version}"),
                                           create=True), key

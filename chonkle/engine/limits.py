@@ -96,6 +96,9 @@ def prepare(wasm: bytes, digest: str, engine: WasmEngine, limits: Limits,
     if initial > limits.max_memory:
         raise LimitExceeded(f"the module starts with {initial} bytes of memory, over "
                             f"{settings.MAX_MEMORY}={limits.max_memory}", step=step)
+    if len(shape.tables) > 1:  # the cap is per table: several would multiply it
+        raise WasmAbiError(f"the module has {len(shape.tables)} tables; chonkle allows one",
+                           step=step)
     elements = sum(t.minimum for t in shape.tables)
     if elements > limits.max_table_elements:
         raise LimitExceeded(f"the module starts with {elements} table elements, over the "

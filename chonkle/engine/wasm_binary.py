@@ -13,7 +13,6 @@ from dataclasses import dataclass
 MAGIC = b"\0asm"
 VERSION = b"\1\0\0\0"
 PAGE_SIZE = 65536
-MAX_PAGES_32 = 65536
 
 CUSTOM, IMPORT, TABLE, MEMORY = 0, 2, 4, 5
 _IMPORT_TABLE, _IMPORT_MEMORY = 1, 2

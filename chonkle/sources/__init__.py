@@ -35,7 +35,10 @@ def fetch_module(uri: str | None, name: str, *, base_dir: Path | None,
         return _verified(shipped_module(name), sha256, f"shipped codec {name!r}")
     if sha256 is None and settings.require_digest():
         raise SourceError(f'{uri!r}: {REQUIRE_DIGEST_ENV}=1 and the step pins no "sha256"')
-    scheme = urlsplit(uri).scheme.lower()
+    try:
+        scheme = urlsplit(uri).scheme.lower()
+    except ValueError as exc:  # "Invalid IPv6 URL", for one
+        raise SourceError(f"{uri!r} is not a URI: {exc}") from None
     if scheme in LOCAL_FETCHERS:
         return _verified(LOCAL_FETCHERS[scheme](uri, base_dir), sha256, uri)
     if scheme in REMOTE_FETCHERS:

@@ -57,7 +57,7 @@ except ImportError:  # Windows: downloads stay atomic, but are not deduplicated 
     fcntl = None
 
 COMPILED = "compiled"  # chonkle.engine.compiled_cache's folder in the root
-KEY_FILE = "compiled.key"  # and the key that authenticates what is in it
+KEY_FILE = "compiled.key"  # the key that authenticates it (in settings.key_root)
 _FOLDERS = ("blobs", "uris", "tmp", "locks", COMPILED)
 _DIGEST = re.compile("[0-9a-f]{64}")
 _INDEX_NAME = re.compile(r"[0-9a-f]{32}\.json")
@@ -73,11 +73,16 @@ def is_digest(value: object) -> bool:
 
 
 def check_digest(data: bytes, expected: str | None, where: str) -> str:
-    """The SHA-256 of `data`; refuses it (SourceError) if it is not the pinned `expected`."""
+    """The SHA-256 of `data`; refuses it (SourceError) if it is not the pinned `expected`.
+
+    For a local file the message leaves out the digest found: a hostile pipeline could
+    otherwise name any file the user can read and learn its digest from the error.
+    """
     actual = hashlib.sha256(data).hexdigest()
     if expected is not None and actual != expected:
-        raise SourceError(f"module from {where} has sha256 {actual}, but the pipeline pins "
-                          f"{expected}; refusing to run it")
+        found = ("does not match the sha256 the pipeline" if where.lstrip("'").startswith("file:")
+                 else f"has sha256 {actual}, but the pipeline")
+        raise SourceError(f"module from {where} {found} pins {expected}; refusing to run it")
     return actual
 
 
@@ -159,7 +164,7 @@ class ModuleCache:
         with self._folder(create=False) as root:
             if root is None:
                 return 0
-            for name in (*_FOLDERS, KEY_FILE):
+            for name in (*_FOLDERS, KEY_FILE):  # (a key here is from an older chonkle)
                 root.remove(name)
         return count
 
@@ -237,7 +242,7 @@ def _read_entry(uris: Folder, name: str, *, repair: bool = False) -> CacheEntry 
             return None
         record = json.loads(found[0])
         entry = CacheEntry(record["uri"], record["sha256"], record["size"], record["fetched"])
-    except (NotARegularFile, ValueError, KeyError, TypeError):
+    except (NotARegularFile, ValueError, KeyError, TypeError, RecursionError):
         entry = None
     if entry is None or not (isinstance(entry.uri, str) and is_digest(entry.sha256)
                              and isinstance(entry.size, int)

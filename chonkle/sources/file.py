@@ -95,7 +95,10 @@ def _reason(exc: Exception) -> str:
 
 def is_relative_file_uri(uri: str) -> bool:
     """``file:x.wasm``, ``file:./x.wasm`` or ``file://./x.wasm``: relative to a folder."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise SourceError(f"{uri!r} is not a URI: {exc}") from None
     if parts.scheme.lower() != "file":
         return False
     return parts.netloc not in ("", "localhost") or not parts.path.startswith("/")

@@ -29,6 +29,8 @@ from chonkle import settings
 from chonkle.errors import LimitExceeded, SourceError
 
 _current: ContextVar[Download | None] = ContextVar("chonkle_download", default=None)
+# Cloud metadata services outside the link-local range (AWS's IPv6 endpoint).
+_METADATA = frozenset({ipaddress.ip_address("fd00:ec2::254")})
 _hook_lock = threading.Lock()
 _hook_installed = False
 
@@ -44,7 +46,7 @@ def is_internal(address: str) -> bool:
         return True
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_loopback or ip.is_link_local or ip.is_unspecified
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip in _METADATA
 
 
 def _addresses(host: str) -> list[str]:

@@ -57,12 +57,25 @@ class OciReference:
         return f"{self.registry}/{self.repository}{separator}{self.reference}"
 
 
+# The distribution specification's grammar: a registry is a host (a name or a bracketed IPv6
+# address) with an optional port, nothing else (no "user@"); repositories and tags are
+# restricted so that they can only name what they say.
+_REGISTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+                       r"(:[0-9]{1,5})?")
+_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)"
+                         r"[a-z0-9]+)*)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_USAGE = "an OCI URI is oci://REGISTRY/REPOSITORY:TAG or oci://REGISTRY/REPOSITORY@sha256:DIGEST"
+
+
 def parse_oci_uri(uri: str) -> OciReference:
-    rest = uri[len("oci://"):]
-    registry, _, path = rest.partition("/")
+    if not uri[:6].lower() == "oci://":
+        raise SourceError(f"{uri!r}: {_USAGE}")
+    registry, _, path = uri[6:].partition("/")
     if not registry or not path:
-        raise SourceError(f"{uri!r}: an OCI URI is oci://REGISTRY/REPOSITORY:TAG or "
-                          "oci://REGISTRY/REPOSITORY@sha256:DIGEST")
+        raise SourceError(f"{uri!r}: {_USAGE}")
+    if not _REGISTRY.fullmatch(registry):
+        raise SourceError(f"{uri!r}: {registry!r} is not a registry host[:port]")
     digest = tag = None
     if "@" in path:
         path, digest = path.split("@", 1)
@@ -70,6 +83,10 @@ def parse_oci_uri(uri: str) -> OciReference:
             raise SourceError(f"{uri!r}: {digest!r} is not a sha256:<64 hex digits> digest")
     elif ":" in path.rsplit("/", 1)[-1]:
         path, tag = path.rsplit(":", 1)
+        if not _TAG.fullmatch(tag):
+            raise SourceError(f"{uri!r}: {tag!r} is not a tag")
+    if not _REPOSITORY.fullmatch(path):
+        raise SourceError(f"{uri!r}: {path!r} is not a repository name")
     return OciReference(registry, path, tag, digest)
 
 

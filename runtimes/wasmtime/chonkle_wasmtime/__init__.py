@@ -102,7 +102,7 @@ class WasmtimeModule:
 
     def instantiate(self, *, wasi: bool, sandbox: Sandbox) -> WasmtimeInstance:
         store = wasmtime.Store(self._engine)
-        store.set_limits(sandbox.max_memory, sandbox.max_table_elements, instances=1, tables=4,
+        store.set_limits(sandbox.max_memory, sandbox.max_table_elements, instances=1, tables=1,
                          memories=1)
         timeout = sandbox.timeout if self._interruptible else None
         ticks = max(1, math.ceil(timeout / ticker.TICK_SECONDS)) if timeout else 0

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `chonkle inspect X | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _error_line(exc: ChonkleError) -> str:
@@ -144,6 +148,8 @@ def _decode(args: argparse.Namespace) -> int:
     """CHUNK with its pipeline (--pipeline, else the sidecar CHUNK.json); with neither, as a
     chunk of the Zarr array whose metadata is in a folder above it (v2 keys such as 0.0, v3
     keys such as c/0/0), where a chunk that is not stored holds the array's fill value."""
+    if not args.chunk.name or args.chunk.is_dir():
+        raise CliError(f"{args.chunk}: a folder, not a chunk file")
     if args.pipeline is not None or args.chunk.with_name(args.chunk.name + ".json").is_file():
         chunk = _read_bytes(args.chunk, "the chunk to decode")
         pipeline = Pipeline.load(_sidecar(args.pipeline, args.chunk), runtime=args.runtime)

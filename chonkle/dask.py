@@ -14,13 +14,14 @@ Needs the ``dask`` extra (``dask[array]``; ``distributed`` for clusters).
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 from typing import Any
 
 import numpy as np
 
-from chonkle.errors import SpecError
+from chonkle.errors import SourceError, SpecError
 from chonkle.formats.tiff import open_tiff
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
@@ -38,7 +39,8 @@ def from_tiff(source: str | os.PathLike[str], level: int = 0, chunks: Any = None
     import dask.array as da
 
     path = os.fspath(source)
-    tiff = _opened(path, prefer, runtime)
+    identity = _identity(path)
+    tiff = _opened(path, identity, prefer, runtime)
     chosen = tiff.level(level)
     rows, cols = _block_rows_cols(chosen, chunks)
     spatial = _spatial_axes(chosen)
@@ -47,35 +49,37 @@ def from_tiff(source: str | os.PathLike[str], level: int = 0, chunks: Any = None
         step = rows if axis == spatial[0] else cols if axis == spatial[1] else size
         block_chunks.append(tuple(min(step, size - start) for start in range(0, size, step))
                             or (0,))
-    return da.map_blocks(_read_block, path, prefer, runtime, chosen.index, spatial,
+    token = hashlib.sha256(repr((path, identity, chosen.index, prefer, rows, cols)).encode())
+    return da.map_blocks(_read_block, path, identity, prefer, runtime, chosen.index, spatial,
                          dtype=chosen.dtype, chunks=tuple(block_chunks),
                          meta=np.empty((0,) * len(chosen.shape), chosen.dtype),
-                         name=f"chonkle-tiff-{_token(path, chosen.index, prefer, rows, cols)}")
+                         name=f"chonkle-tiff-{token.hexdigest()[:16]}")
 
 
-def _token(path: str, *parts: Any) -> str:
-    """A graph name for the blocks: the same file, unchanged, read the same way."""
-    import hashlib
-
+def _identity(path: str) -> tuple:
+    """Which version of a local file this is (size, change time, inode); () for a URL. Part
+    of the cache key and of the graph's name: a file rewritten in place is read anew."""
     try:
         stat = os.stat(path)
-        identity: tuple = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    except OSError:  # a URL
-        identity = ()
-    return hashlib.sha256(repr((path, identity, parts)).encode()).hexdigest()[:16]
+    except OSError:
+        return ()
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
-def _read_block(path: str, prefer: str, runtime: str | None, level: int,
+def _read_block(path: str, identity: tuple, prefer: str, runtime: str | None, level: int,
                 spatial: tuple[int, int], block_info: dict | None = None) -> np.ndarray:
     """One block: a window of the level, read on whichever worker runs the task."""
+    if _identity(path) != identity:
+        raise SourceError(f"{path!r} changed after its dask array was made; make it again")
     location = block_info[None]["array-location"]  # type: ignore[index]
     window = (tuple(location[spatial[0]]), tuple(location[spatial[1]]))
-    return _opened(path, prefer, runtime).read(level, window, workers=1)
+    return _opened(path, identity, prefer, runtime).read(level, window, workers=1)
 
 
 @functools.lru_cache(maxsize=32)
-def _opened(path: str, prefer: str, runtime: str | None):
-    """A TIFF opened once per process: its structure is read once, not per block."""
+def _opened(path: str, identity: tuple, prefer: str, runtime: str | None) -> Any:
+    """A TIFF opened once per process and version of the file (its structure is read once,
+    not per block)."""
     return open_tiff(path, prefer=prefer, runtime=runtime)  # type: ignore[arg-type]
 
 

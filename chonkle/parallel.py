@@ -1,12 +1,14 @@
 """Decoding and encoding many chunks on every core.
 
 An engine that runs Wasm without the GIL (it says so with ``parallel_threads``; wasmtime does)
-gets a thread pool: each thread has its own instances, so chunks decode in parallel and
-nothing is copied. An engine that holds the GIL (wasmer) gets worker processes
-(chonkle.processes).
+gets threads: each thread has its own instances, so chunks decode in parallel and nothing is
+copied. An engine that holds the GIL (wasmer) gets worker processes (chonkle.processes).
 
-Results come back in input order. The first failure is raised with the index of its chunk,
-and the work not yet started is cancelled.
+One pool of each kind is kept per process and reused (threads keep their Wasm instances,
+processes their compiled modules); a call uses at most `workers` of them, by never having more
+batches in flight. Results come back in input order. The first failure is raised with the
+index of its chunk; no batch is started after it, and batches running in threads stop at
+their next chunk (also on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ if TYPE_CHECKING:
     from chonkle.pipeline import Pipeline
 
 # Batches per worker: enough to balance uneven chunks, few enough to keep overheads small.
-BATCHES_PER_WORKER = {"threads": 2, "processes": 2}
+BATCHES_PER_WORKER = 2
+
+Submit = Callable[[int, int], Future]
 
 
 def available_cores() -> int:
@@ -38,10 +42,10 @@ def available_cores() -> int:
 def uses_threads(pipeline: Pipeline) -> bool:
     """Can this pipeline's Wasm steps run in parallel threads (their engines release the GIL)?"""
     from chonkle.engine.registry import get_runtime
-    from chonkle.engine.wasm_codec import WasmCodec
+    from chonkle.pipeline import wasm_steps
 
     return all(getattr(get_runtime(codec.runtime), "parallel_threads", False)
-               for codec in pipeline.codecs if isinstance(codec, WasmCodec))
+               for codec in wasm_steps(pipeline))
 
 
 def run_many(pipeline: Pipeline, direction: str, items: Sequence[Any], workers: int | None,
@@ -57,32 +61,67 @@ def run_many(pipeline: Pipeline, direction: str, items: Sequence[Any], workers: 
                            progress=progress) as shown:
         if workers == 1:
             return _serial(pipeline, direction, items, shown.update)
-        mode = "threads" if uses_threads(pipeline) else "processes"
-        batches = _batches(len(items), workers * BATCHES_PER_WORKER[mode])
-        if mode == "threads":
-            executor = _thread_pool(workers)
-            method = getattr(pipeline, direction)
-            futures = [executor.submit(_batch, method, items, start, stop)
-                       for start, stop in batches]
-            return _gather(futures, batches, len(items), shown.update)
-        return processes.run(pipeline, direction, items, workers, batches,
-                             lambda futures: _gather(futures, batches, len(items),
-                                                     shown.update))
+        batches = _batches(len(items), workers * BATCHES_PER_WORKER)
+        if not uses_threads(pipeline):
+            return processes.run(pipeline, direction, items, workers, batches,
+                                 lambda submit: gather(submit, batches, workers, len(items),
+                                                       shown.update))
+        pool, method, stop = _thread_pool(workers), getattr(pipeline, direction), threading.Event()
+        try:
+            return gather(lambda start, end: pool.submit(_batch, method, items, start, end, stop),
+                          batches, workers, len(items), shown.update)
+        finally:
+            stop.set()  # after a failure or Ctrl-C, running batches stop at their next chunk
 
 
-_thread_pools: dict[int, ThreadPoolExecutor] = {}
-_thread_pools_lock = threading.Lock()
+def gather(submit: Submit, batches: list[tuple[int, int]], in_flight: int, count: int,
+           advance: Callable[[int], object]) -> list[Any]:
+    """Run every batch through `submit`, at most `in_flight` at once, and collect them in
+    order. On the first failure (or Ctrl-C) nothing more is submitted and what is queued is
+    cancelled."""
+    results: list[Any] = [None] * count
+    waiting = iter(batches)
+    running: dict[Future, tuple[int, int]] = {}
+    try:
+        for start, stop in waiting:
+            running[submit(start, stop)] = (start, stop)
+            if len(running) == in_flight:
+                break
+        while running:
+            done, _ = wait(running, return_when="FIRST_COMPLETED")
+            for future in done:
+                start, stop = running.pop(future)
+                batch = future.result()  # raises the batch's failure
+                if batch is not None:  # None: the results went into shared memory
+                    results[start:stop] = batch
+                advance(stop - start)
+                following = next(waiting, None)
+                if following is not None:
+                    running[submit(*following)] = following
+    except BaseException:
+        for future in running:
+            future.cancel()
+        raise
+    return results
+
+
+# One pool of threads for the process, grown (replaced) when a call asks for more workers: each
+# thread keeps its Wasm instances, so a call does not pay for instantiating modules again.
+_threads: ThreadPoolExecutor | None = None
+_threads_size = 0
+_threads_lock = threading.Lock()
 
 
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """A pool of `workers` threads, kept for the next call: each thread keeps its Wasm
-    instances, so a call does not pay for instantiating modules again."""
-    with _thread_pools_lock:
-        pool = _thread_pools.get(workers)
-        if pool is None:
-            pool = _thread_pools[workers] = ThreadPoolExecutor(
-                workers, thread_name_prefix=f"chonkle-{workers}")
-        return pool
+    global _threads, _threads_size
+    with _threads_lock:
+        if _threads is None or _threads_size < workers:
+            previous = _threads
+            _threads_size = max(workers, available_cores())
+            _threads = ThreadPoolExecutor(_threads_size, thread_name_prefix="chonkle")
+            if previous is not None:
+                previous.shutdown(wait=False)
+        return _threads
 
 
 def _serial(pipeline: Pipeline, direction: str, items: list[Any],
@@ -102,35 +141,16 @@ def _batches(count: int, pieces: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def _batch(method: Callable[[Any], Any], items: list[Any], start: int, stop: int) -> list[Any]:
+def _batch(method: Callable[[Any], Any], items: list[Any], start: int, stop: int,
+           cancelled: threading.Event) -> list[Any] | None:
     results = []
     for index in range(start, stop):
+        if cancelled.is_set():
+            return None  # the call has already failed or been interrupted
         try:
             results.append(method(items[index]))
         except ChonkleError as exc:
             raise _at(exc, index) from exc
-    return results
-
-
-def _gather(futures: list[Future], batches: list[tuple[int, int]], count: int,
-            advance: Callable[[int], object]) -> list[Any]:
-    """Collect batches as they finish; on the first failure cancel what has not started."""
-    results: list[Any] = [None] * count
-    where = dict(zip(futures, batches, strict=True))
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, return_when="FIRST_COMPLETED")
-        for future in done:
-            error = future.exception()
-            if error is not None:
-                for other in pending:
-                    other.cancel()
-                raise error
-            start, stop = where[future]
-            batch = future.result()
-            if batch is not None:  # None: the results went into shared memory
-                results[start:stop] = batch
-            advance(stop - start)
     return results
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +93,14 @@ class Pipeline:
     @property
     def runtime(self) -> str | None:
         """The engine the Wasm steps run on (None for a pipeline of native codecs only)."""
-        return next((c.runtime for c in self.codecs if isinstance(c, WasmCodec)), None)
+        return next((c.runtime for c in wasm_steps(self)), None)
 
     def with_runtime(self, runtime: str | None) -> Pipeline:
-        """This pipeline with its Wasm steps on another engine."""
-        if self.runtime in (None, runtime):
+        """This pipeline with its Wasm steps (inner ones too: sharding) on another engine."""
+        if all(c.runtime == runtime for c in wasm_steps(self)):
             return self
-        codecs = [c.with_runtime(runtime) if isinstance(c, WasmCodec) else c for c in self.codecs]
+        codecs = [c.with_runtime(runtime) if hasattr(c, "with_runtime") else c
+                  for c in self.codecs]
         return Pipeline(codecs, self.labels)
 
     def encode(self, array: np.ndarray) -> bytes:
@@ -135,6 +136,19 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(self.labels)})"
+
+
+def wasm_steps(codec: Any) -> Iterator[WasmCodec]:
+    """Every Wasm codec a pipeline or codec runs, those inside other codecs (a Zarr shard's
+    pipelines, a wrapped array codec) included: what says ``inner_codecs()`` is looked into."""
+    if isinstance(codec, WasmCodec):
+        yield codec
+    elif isinstance(codec, Pipeline):
+        for inner in codec.codecs:
+            yield from wasm_steps(inner)
+    else:
+        for inner in getattr(codec, "inner_codecs", tuple)():
+            yield from wasm_steps(inner)
 
 
 def _run_step(method: Any, data: Any, direction: str, label: str) -> Any:

@@ -1,15 +1,15 @@
 """Worker processes for engines whose calls hold the GIL (wasmer).
 
-The pool is started once per process (with "spawn": forking a process that runs engine
-threads is not safe) and reused, so only the first call pays for starting workers. Each
-worker receives the pipeline pickled (specs and digests: it fetches modules from the cache and
-compiles them, or loads them from the compiled-code cache) once per pipeline.
+The pool is started once per process and reused, so only the first call pays for starting
+workers. Each worker receives the pipeline pickled (specs and digests: it fetches modules
+from the cache and compiles them, or loads them from the compiled-code cache) once per
+pipeline.
 
 Moving chunks between processes costs as much as decoding them, so when the decoded size is
 known (the pipeline's first step is ``bytes`` with a shape, as for COG tiles and Zarr chunks)
-the chunks go to the workers in one shared-memory file and the workers write the arrays
-straight into another: only offsets travel through pipes. Otherwise chunks and results are
-pickled.
+each batch's chunks go to its worker in a shared-memory file and the worker writes the arrays
+straight into another: only offsets travel through pipes. Otherwise, or when there is no
+room for those files, chunks and results are pickled.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import mmap
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import tempfile
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,37 +36,45 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chonkle.errors import ChonkleError, CodecError
+from chonkle.errors import ChonkleError, CodecError, SpecError
 
 if TYPE_CHECKING:
     from chonkle.pipeline import Pipeline
 
-Gather = Callable[[list[Future]], list[Any]]
+Gather = Callable[[Callable[[int, int], Future]], list[Any]]
 
 
 def run(pipeline: Pipeline, direction: str, items: list[Any], workers: int,
         batches: list[tuple[int, int]], gather: Gather) -> list[Any]:
-    """``pipeline.<direction>`` of every item on the pool's processes, in order."""
-    executor = _pool(workers)
-    blob = pickle.dumps(pipeline)
+    """``pipeline.<direction>`` of every item on the pool's processes, in order.
+
+    ``gather(submit)`` runs the batches: ``submit(start, stop)`` hands one to a worker.
+    """
+    try:
+        blob = pickle.dumps(pipeline)
+    except Exception as exc:  # a codec object that cannot be pickled
+        raise SpecError(f"the pipeline cannot be sent to worker processes ({exc}); decode "
+                        "with workers=1, or on an engine that runs in threads (wasmtime)"
+                        ) from None
     key = hashlib.sha256(blob).hexdigest()
+    executor = _pool(workers)
     layout = decoded_layout(pipeline) if direction == "decode" else None
     try:
-        if layout is None:
-            with _without_main():  # submitting is when the pool starts processes
-                futures = [executor.submit(_batch, key, blob, direction, items[start:stop],
-                                           start) for start, stop in batches]
-            return gather(futures)
-        with _SharedFiles(items, layout) as shared:
-            with _without_main():  # each batch is handed over as soon as it is written
-                futures = [executor.submit(_batch_shared, key, blob, shared.task(start, stop))
-                           for start, stop in batches]
-            gather(futures)
+        shared = _SharedFiles.for_items(items, layout) if layout is not None else None
+        if shared is None:
+            return gather(lambda start, stop: executor.submit(
+                _batch, key, blob, direction, items[start:stop], start))
+        with shared:
+            gather(lambda start, stop: executor.submit(_batch_shared, key, blob,
+                                                       shared.task(start, stop)))
             return shared.results()
     except BrokenProcessPool as exc:
-        _forget(workers)
+        _forget(executor)
         raise CodecError(f"a worker process died during {direction} ({type(exc).__name__}); "
                          "the pool is replaced on the next call") from exc
+    except OSError as exc:  # shared memory or temporary files ran out
+        raise CodecError(f"cannot hand chunks to worker processes: {exc.strerror or exc}"
+                         ) from exc
 
 
 def decoded_layout(pipeline: Pipeline) -> tuple[tuple[int, ...], np.dtype] | None:
@@ -79,9 +89,18 @@ def decoded_layout(pipeline: Pipeline) -> tuple[tuple[int, ...], np.dtype] | Non
 
 # ---- shared memory --------------------------------------------------------------------------
 
-def _shared_folder() -> str | None:
-    """RAM-backed when the system has it (Linux's /dev/shm), else the temporary folder."""
-    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+def _shared_folder(needed: int) -> str | None:
+    """Where the batches' files go: RAM-backed when the system has room there (Linux's
+    /dev/shm, often small in containers), else the temporary folder; None when neither has
+    room for `needed` bytes (the chunks then travel pickled)."""
+    for folder in ("/dev/shm", tempfile.gettempdir()):
+        try:
+            info = os.statvfs(folder)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK) and info.f_bavail * info.f_frsize > needed * 1.2:
+            return folder
+    return None
 
 
 class _SharedFiles:
@@ -89,15 +108,26 @@ class _SharedFiles:
     pair per batch: workers writing one shared file contend on it in the kernel); all 0600,
     removed when the call ends whatever happens (the arrays returned keep theirs mapped)."""
 
-    def __init__(self, items: list[Any], layout: tuple[tuple[int, ...], np.dtype]) -> None:
+    def __init__(self, items: list[Any], layout: tuple[tuple[int, ...], np.dtype],
+                 folder: str) -> None:
         self.items = items
         self.shape, self.dtype = layout
         self.item_bytes = math.prod(self.shape) * self.dtype.itemsize
+        self.folder = folder
         self._paths: list[str] = []
         self._outputs: list[tuple[str, int]] = []  # (path, items) of each batch
 
+    @classmethod
+    def for_items(cls, items: list[Any], layout: tuple[tuple[int, ...], np.dtype]
+                  ) -> _SharedFiles | None:
+        """Files for these items, or None when no folder has room for them."""
+        needed = sum(memoryview(i).nbytes for i in items) + math.prod(layout[0]) * layout[
+            1].itemsize * len(items)
+        folder = _shared_folder(needed)
+        return None if folder is None else cls(items, layout, folder)
+
     def _file(self, role: str) -> tuple[str, Any]:
-        fd, path = tempfile.mkstemp(prefix=f"chonkle-{role}-", dir=_shared_folder())
+        fd, path = tempfile.mkstemp(prefix=f"chonkle-{role}-", dir=self.folder)
         self._paths.append(path)
         return path, os.fdopen(fd, "r+b")
 
@@ -113,7 +143,11 @@ class _SharedFiles:
                 written += len(view)
         outputs, file = self._file("out")
         with file:
-            file.truncate(self.item_bytes * (stop - start))
+            size = self.item_bytes * (stop - start)
+            if size and hasattr(os, "posix_fallocate"):  # the room exists before workers
+                os.posix_fallocate(file.fileno(), 0, size)  # write (no SIGBUS when full)
+            else:
+                file.truncate(size)
         self._outputs.append((outputs, stop - start))
         return (inputs, spans, outputs, self.item_bytes, self.dtype.str, self.shape, start)
 
@@ -142,53 +176,72 @@ class _SharedFiles:
 
 # ---- the pool ---------------------------------------------------------------------------------
 
-_pools: dict[int, ProcessPoolExecutor] = {}
-_pools_lock = threading.Lock()
-_main_lock = threading.Lock()
+# One pool for the process, grown (replaced) when a call asks for more workers: the workers
+# keep their compiled modules between calls.
+_executor: ProcessPoolExecutor | None = None
+_executor_size = 0
+_pool_lock = threading.Lock()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    with _pools_lock:
-        pool = _pools.get(workers)
-        if pool is None:
-            pool = _pools[workers] = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"))
-        return pool
+    global _executor, _executor_size
+    with _pool_lock:
+        if _executor is None or _executor_size < workers:
+            previous = _executor
+            size = max(workers, os.cpu_count() or 1)
+            _executor = _start(size)
+            _executor_size = size
+            if previous is not None:
+                previous.shutdown(wait=False, cancel_futures=True)
+        return _executor
 
 
-def _forget(workers: int) -> None:
-    with _pools_lock:
-        pool = _pools.pop(workers, None)
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
+def _start(size: int) -> ProcessPoolExecutor:
+    """Start `size` worker processes ("spawn": forking a process that runs engine threads is
+    not safe), all at once, without the user's main module.
+
+    A "spawn" child imports the parent's main script, so a script without an
+    ``if __name__ == "__main__":`` guard would start workers recursively. Workers need only
+    chonkle (the pipeline is pickled with chonkle's and numcodecs' classes), so while they
+    start, the main module is a stand-in with no file to import; they are all started inside
+    that moment (each kept busy until all have started). Workers ignore SIGINT: Ctrl-C is the
+    caller's to handle, and must not break the pool.
+    """
+    executor = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=signal.signal,
+                                   initargs=(signal.SIGINT, signal.SIG_IGN))
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        started = [executor.submit(_started, size) for _ in range(size)]
+        for future in started:
+            future.result()
+    finally:
+        sys.modules["__main__"] = main
+    return executor
+
+
+def _forget(executor: ProcessPoolExecutor) -> None:
+    global _executor, _executor_size
+    with _pool_lock:
+        if _executor is executor:
+            _executor, _executor_size = None, 0
+    executor.shutdown(wait=False, cancel_futures=True)
 
 
 @atexit.register
 def _shutdown() -> None:
-    with _pools_lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for pool in pools:
+    with _pool_lock:
+        executor = _executor
+    if executor is not None:
         with contextlib.suppress(Exception):
-            pool.shutdown(wait=False, cancel_futures=True)
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
-@contextlib.contextmanager
-def _without_main() -> Iterator[None]:
-    """Start worker processes without the user's main module.
-
-    A "spawn" child imports the parent's main script, so a script without an
-    ``if __name__ == "__main__":`` guard would start workers recursively and break the pool.
-    Workers need only chonkle (the pipeline is pickled with chonkle's and numcodecs' classes),
-    so while they start, the main module is a stand-in with no file to import.
-    """
-    with _main_lock:
-        main = sys.modules["__main__"]
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            yield
-        finally:
-            sys.modules["__main__"] = main
+def _started(size: int) -> int:
+    """In a worker, while the pool starts: busy a moment, so every task gets its own process."""
+    time.sleep(0.2)
+    return os.getpid()
 
 
 # ---- in the workers ---------------------------------------------------------------------------
@@ -202,7 +255,12 @@ def _pipeline(key: str, blob: bytes) -> Pipeline:
     if pipeline is None:
         if len(_pipelines) > 16:
             _pipelines.clear()
-        pipeline = _pipelines[key] = pickle.loads(blob)  # from our own parent process
+        try:
+            pipeline = pickle.loads(blob)  # from our own parent process
+        except Exception as exc:  # a codec class the worker cannot import (the user's main)
+            raise CodecError(f"a worker process cannot rebuild the pipeline ({exc}); decode "
+                             "with workers=1, or on an engine that runs in threads") from None
+        _pipelines[key] = pipeline
     return pipeline
 
 

@@ -205,3 +205,24 @@ def test_the_example_works_anywhere_and_under_require_digest(tmp_path: Path) -> 
                             env={**os.environ, "CHONKLE_REQUIRE_DIGEST": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("shape [256, 256], dtype uint16")
+
+
+def test_a_folder_is_not_a_chunk(tmp_path: Path) -> None:
+    result = chonkle("decode", ".", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "chonkle: error: .: a folder, not a chunk file\n"
+
+
+def test_a_reader_leaving_early_is_no_error(tmp_path: Path) -> None:
+    """`chonkle inspect FILE | head -1`: no traceback when head stops reading."""
+    import tifffile
+
+    path = tmp_path / "many.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for _ in range(40):  # forty levels: more than a pipe holds before head closes it
+            tif.write(np.zeros((64, 64), "uint16"), tile=(16, 16), compression="zlib")
+    result = subprocess.run(f"{sys.executable} -m chonkle.cli inspect {path} | head -c 10",
+                            shell=True, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert len(result.stdout) == 10
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

@@ -713,3 +713,20 @@ def test_random_bytes_fail_cleanly_or_decode(runtime, name, data) -> None:
         assert type(exc) is CodecError  # a clean failure result, never a trap
     if "encode" in codec.interface.directions:
         assert wasm_bytes(codec, "decode", wasm_bytes(codec, "encode", bytes(64))) == bytes(64)
+
+
+def test_a_crc32c_codec_exists_on_every_python() -> None:
+    """Zarr v3's crc32c (in every sharded array's index): numcodecs' own where it has one,
+    chonkle's where it has not (numcodecs 0.13, CPython 3.10)."""
+    codec = numcodecs.get_codec({"id": "crc32c"})
+    encoded = np.asarray(codec.encode(b"123456789")).tobytes()
+    assert encoded == b"123456789" + (0xE3069283).to_bytes(4, "little")  # the check value
+    assert np.asarray(codec.decode(encoded)).tobytes() == b"123456789"
+    from chonkle.codecs import Crc32c
+
+    ours = Crc32c()
+    with pytest.raises(CodecError, match="CRC-32C checksum does not match"):
+        ours.decode(encoded[:-1] + b"\0")
+    with pytest.raises(CodecError, match="cannot hold"):
+        ours.decode(b"ab")
+    assert np.asarray(ours.decode(encoded)).tobytes() == b"123456789"

@@ -101,3 +101,15 @@ def test_a_zarr_v2_array_with_a_wasm_codec_on_a_cluster(tmp_path: Path, cluster:
     store[...] = data
     array = da.from_zarr(str(tmp_path / "a.zarr"))
     np.testing.assert_array_equal(cluster.compute(array).result(), data)
+
+
+def test_a_rewritten_file_is_never_read_with_its_old_structure(tmp_path: Path) -> None:
+    path = tmp_path / "cog.tif"
+    write_cog(path, (64, 64))
+    old = chonkle.dask.from_tiff(path)
+    new_data = write_cog(path, (96, 80), seed=9)
+    new = chonkle.dask.from_tiff(path)
+    assert new.shape == (96, 80)
+    np.testing.assert_array_equal(new.compute(scheduler="threads"), new_data)
+    with pytest.raises(chonkle.SourceError, match="changed after its dask array was made"):
+        old.compute(scheduler="threads")

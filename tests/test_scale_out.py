@@ -214,3 +214,106 @@ def test_decode_many_shows_progress_on_a_terminal_only() -> None:
     status, shown = run_on_a_terminal([sys.executable, "-c", code])
     assert status == 0
     assert b"decode chunks:" in shown and b"/200 [" in shown
+
+
+def test_pools_do_not_multiply(runtime: str) -> None:
+    """One pool per process, grown when a call asks for more workers, not one per size."""
+    from chonkle import parallel, processes
+
+    pipeline = Pipeline.load(cog_steps(), runtime=runtime)
+    chunk = pipeline.encode(tiles(1)[0])
+    for workers in (2, 3, 4, 2, 3):
+        assert len(pipeline.decode_many([chunk] * workers, workers=workers)) == workers
+    named = [t for t in threading.enumerate() if t.name.startswith("chonkle_")]
+    assert len(named) <= max(4, parallel.available_cores())
+    if not uses_threads(pipeline):
+        assert processes._executor_size <= max(4, os.cpu_count() or 1)
+
+
+def test_ctrl_c_stops_the_threads_at_once(tmp_path: Path) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import time, chonkle\n"
+        "from numcodecs.abc import Codec\n"
+        "class Slow(Codec):\n"
+        "    codec_id = 'slow'\n"
+        "    def encode(self, buf): return buf\n"
+        "    def decode(self, buf, out=None):\n"
+        "        time.sleep(0.01); return buf\n"
+        "p = chonkle.Pipeline([Slow()])\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    p.decode_many([b'x'] * 3000, workers=2)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n")
+    import signal
+
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "ready\n"
+        time.sleep(0.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert out == "interrupted\n"
+    assert time.monotonic() - started < 3, "the threads went on decoding after Ctrl-C"
+
+
+def test_ctrl_c_on_the_terminal_does_not_break_the_worker_pool(tmp_path: Path) -> None:
+    """SIGINT to the whole process group (Ctrl-C on a terminal) reaches idle workers too:
+    they ignore it, so the next call still has its pool."""
+    if "wasmer" not in chonkle.installed_runtimes() or sys.version_info >= (3, 11):
+        pytest.skip("wasmer (the engine that uses processes) loads on CPython <= 3.10")
+    script = tmp_path / "group.py"
+    script.write_text(
+        "import os, signal, numpy as np, chonkle\n"
+        f"p = chonkle.Pipeline.load({cog_steps()!r}, runtime='wasmer')\n"
+        "a = np.arange(64 * 48, dtype='uint16').reshape(64, 48)\n"
+        "c = p.encode(a)\n"
+        "p.decode_many([c] * 8, workers=2)\n"
+        "try:\n"
+        "    os.killpg(os.getpgid(0), signal.SIGINT)\n"
+        "    import time; time.sleep(1)\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        "out = p.decode_many([c] * 8, workers=2)\n"
+        "print(all((o == a).all() for o in out))\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=180, start_new_session=True)
+    assert result.stdout.strip() == "True", result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_without_room_for_shared_files_chunks_travel_pickled(monkeypatch, runtime) -> None:
+    from chonkle import processes
+
+    monkeypatch.setattr(processes, "_shared_folder", lambda needed: None)
+    pipeline = Pipeline.load(cog_steps(), runtime=runtime)
+    arrays = tiles(6)
+    decoded = processes.run(pipeline, "decode", [pipeline.encode(a) for a in arrays], 2,
+                            [(0, 3), (3, 6)], lambda submit: [
+                                *submit(0, 3).result(), *submit(3, 6).result()])
+    for got, want in zip(decoded, arrays, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_pipeline_that_cannot_travel_is_a_spec_error() -> None:
+    if "wasmer" not in chonkle.installed_runtimes() or sys.version_info >= (3, 11):
+        pytest.skip("wasmer (the engine that uses processes) loads on CPython <= 3.10")
+
+    class Local(Codec):  # defined in a function: pickle cannot name it
+        codec_id = "local"
+
+        def encode(self, buf):
+            return buf
+
+        def decode(self, buf, out=None):
+            return buf
+
+    steps = cog_steps()
+    pipeline = Pipeline.load(steps, runtime="wasmer")
+    mixed = Pipeline([*pipeline.codecs, Local()])
+    with pytest.raises(SpecError, match="cannot be sent to worker processes"):
+        mixed.decode_many([b"x", b"y"], workers=2)

@@ -18,6 +18,7 @@ not levels.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -201,22 +202,24 @@ class Tiff:
         pipelines = (chosen.pipeline, chosen.tail_pipeline)
         if runtime is not None:
             pipelines = tuple(p and p.with_runtime(runtime) for p in pipelines)
-        for batch, chunks in self._fetched(chosen, stored):
-            for tail in (False, True):
-                picked = [i for i, tile in enumerate(batch) if tile.tail == tail]
-                if not picked:
-                    continue
-                tiles = [batch[i] for i in picked]
-                arrays = self._decode(chosen, pipelines[tail], tiles,
-                                      [chunks[i] for i in picked], workers)
-                for tile, array in zip(tiles, arrays, strict=True):
-                    block = _as_block(array, chosen, tile, self._where(chosen, tile))
-                    cols = block.shape[1]
-                    _region(out, tile, cols, r0, c0, r1, c1)[...] = block[
-                        max(r0, tile.row) - tile.row:min(r1, tile.row + tile.rows) - tile.row,
-                        max(c0, tile.col) - tile.col:min(c1, tile.col + cols) - tile.col]
-            if progress is not None:
-                progress(len(batch))
+        # closed on the way out, error or not: its prefetching thread stops at once
+        with contextlib.closing(self._fetched(chosen, stored)) as fetched:
+            for batch, chunks in fetched:
+                for tail in (False, True):
+                    picked = [i for i, tile in enumerate(batch) if tile.tail == tail]
+                    if not picked:
+                        continue
+                    tiles = [batch[i] for i in picked]
+                    arrays = self._decode(chosen, pipelines[tail], tiles,
+                                          [chunks[i] for i in picked], workers)
+                    for tile, array in zip(tiles, arrays, strict=True):
+                        block = _as_block(array, chosen, tile, self._where(chosen, tile))
+                        cols = block.shape[1]
+                        _region(out, tile, cols, r0, c0, r1, c1)[...] = block[
+                            max(r0, tile.row) - tile.row:min(r1, tile.row + tile.rows) - tile.row,
+                            max(c0, tile.col) - tile.col:min(c1, tile.col + cols) - tile.col]
+                if progress is not None:
+                    progress(len(batch))
         return out.reshape(chosen.window_shape(r1 - r0, c1 - c0))
 
     # ---- helpers ---------------------------------------------------------------------------

@@ -125,7 +125,6 @@ class PageFacts:
     """What a level needs from a tifffile page, read while the file is open."""
 
     ifd: tuple[int, ...]
-    reduced: bool
     shape: tuple[int, ...]
     dtype: np.dtype
     height: int
@@ -183,7 +182,7 @@ def page_facts(page: Any, ifd: tuple[int, ...], where: str) -> PageFacts:
     if min(tile_shape) < 1:
         raise refuse(f"tiles of {tile_shape[0]}x{tile_shape[1]} pixels")
     facts = PageFacts(
-        ifd=ifd, reduced=bool(page.is_reduced), shape=tuple(int(n) for n in page.shape),
+        ifd=ifd, shape=tuple(int(n) for n in page.shape),
         dtype=dtype, height=height, width=width, planes=planes, samples=samples,
         tiled=bool(page.is_tiled), tile_shape=tile_shape, compression=compression,
         predictor=predictor,

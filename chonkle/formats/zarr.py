@@ -17,6 +17,7 @@ codec ``chonkle.wasm`` (v3) is :mod:`chonkle.formats.zarr_v3`.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -144,6 +145,18 @@ class ZarrArray:
                 f"chunks={list(self.chunk_shape)}, {self.pipeline!r})")
 
 
+def _is_group(found: Path) -> bool:
+    """Is this zarr.json a group's (read loosely: errors are for open_zarr_array to report)?"""
+    if found.name != "zarr.json":
+        return False
+    try:
+        with open(found, "rb") as file:
+            document = json.loads(file.read(1 << 20))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(document, dict) and document.get("node_type") == "group"
+
+
 def locate_chunk(path: str | os.PathLike[str], *, prefer: Prefer = "wasm",
                  runtime: str | None = None) -> tuple[ZarrArray, str] | None:
     """The array a chunk file (stored or not) belongs to, found in the folders above it, and
@@ -153,6 +166,8 @@ def locate_chunk(path: str | os.PathLike[str], *, prefer: Prefer = "wasm",
     for _ in range(MAX_DIMENSIONS + 2):  # a key is at most one folder per dimension, plus "c"
         found = metadata_file(folder)
         if found is not None:
+            if _is_group(found):  # a group's metadata above a loose file: not a chunk
+                return None
             array = open_zarr_array(found, prefer=prefer, runtime=runtime)
             key = path.relative_to(folder).as_posix()
             array.chunk_index(key)

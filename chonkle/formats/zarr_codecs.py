@@ -182,5 +182,14 @@ class ArrayStep(Codec):
     def get_config(self) -> dict[str, Any]:
         return self.inner.get_config()
 
+    def inner_codecs(self) -> tuple[Codec, ...]:
+        """The codecs this one runs (for Pipeline.runtime and with_runtime)."""
+        return (self.inner,)
+
+    def with_runtime(self, runtime: str | None) -> ArrayStep:
+        """The same step with its Wasm codec on another engine."""
+        rebind = getattr(self.inner, "with_runtime", None)
+        return self if rebind is None else ArrayStep(rebind(runtime), self.decoded, self.encoded)
+
     def __repr__(self) -> str:
         return f"ArrayStep({self.inner!r})"

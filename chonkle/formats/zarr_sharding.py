@@ -12,6 +12,7 @@ inner chunk, in C order, then the index: what zarr-python reads back.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Sequence
@@ -119,6 +120,17 @@ class Sharding(Codec):
     def get_config(self) -> dict[str, Any]:
         return {"id": self.codec_id, "chunk_shape": list(self.chunk_shape),
                 "index_location": self.index_location}
+
+    def inner_codecs(self) -> tuple[Any, ...]:
+        """The pipelines this codec runs (for Pipeline.runtime and with_runtime)."""
+        return (self.inner, self.index)
+
+    def with_runtime(self, runtime: str | None) -> Sharding:
+        """The same codec with the Wasm steps of its pipelines on another engine."""
+        rebound = copy.copy(self)
+        rebound.inner = self.inner.with_runtime(runtime)
+        rebound.index = self.index.with_runtime(runtime)
+        return rebound
 
     def __repr__(self) -> str:
         return f"Sharding({self.inner!r}, chunks {list(self.chunk_shape)})"

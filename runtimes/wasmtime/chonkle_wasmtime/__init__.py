@@ -43,6 +43,7 @@ _set_epoch_deadline = _raw("wasmtime_context_set_epoch_deadline", None, 2)  # (c
 DISABLED_PROPOSALS = ("wasm_memory64", "wasm_multi_memory", "wasm_threads", "wasm_gc",
                       "wasm_function_references", "wasm_exceptions", "wasm_stack_switching",
                       "wasm_wide_arithmetic", "wasm_custom_page_sizes", "wasm_relaxed_simd")
+_POLL_ONEOFF = wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [wasmtime.ValType.i32()])
 
 
 class WasmtimeEngine:
@@ -123,9 +124,6 @@ class WasmtimeModule:
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             raise _trap_error(_reason(exc), timeout, "instantiation failed: ") from exc
         return WasmtimeInstance(store, instance, ticks, timeout)
-
-
-_POLL_ONEOFF = wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [wasmtime.ValType.i32()])
 
 
 class WasmtimeInstance:

@@ -7,8 +7,9 @@ copied. An engine that holds the GIL (wasmer) gets worker processes (chonkle.pro
 One pool of each kind is kept per process and reused (threads keep their Wasm instances,
 processes their compiled modules); a call uses at most `workers` of them, by never having more
 batches in flight. Results come back in input order. The first failure is raised with the
-index of its chunk; no batch is started after it, and batches running in threads stop at
-their next chunk (also on Ctrl-C).
+index of its chunk; no batch is handed out after it (a worker process may finish the one
+queued for it, whose result is dropped), and batches running in threads stop at their next
+chunk (also on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ def run_many(pipeline: Pipeline, direction: str, items: Sequence[Any], workers: 
         batches = _batches(len(items), workers * BATCHES_PER_WORKER)
         if not uses_threads(pipeline):
             return processes.run(pipeline, direction, items, workers, batches,
-                                 lambda submit: gather(submit, batches, workers, len(items),
-                                                       shown.update))
+                                 lambda submit, in_flight: gather(submit, batches, in_flight,
+                                                                  len(items), shown.update))
         pool, method, stop = _thread_pool(workers), getattr(pipeline, direction), threading.Event()
+        # A call that may use the whole pool hands it every batch at once (a thread then finds
+        # its next batch waiting); otherwise at most `workers` batches are out at a time.
+        in_flight = len(batches) if _threads_size <= workers else workers
         try:
             return gather(lambda start, end: pool.submit(_batch, method, items, start, end, stop),
-                          batches, workers, len(items), shown.update)
+                          batches, in_flight, len(items), shown.update)
         finally:
             stop.set()  # after a failure or Ctrl-C, running batches stop at their next chunk
 

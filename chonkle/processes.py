@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import itertools
 import math
 import mmap
 import multiprocessing
@@ -41,14 +42,18 @@ from chonkle.errors import ChonkleError, CodecError, SpecError
 if TYPE_CHECKING:
     from chonkle.pipeline import Pipeline
 
-Gather = Callable[[Callable[[int, int], Future]], list[Any]]
+Gather = Callable[[Callable[[int, int], Future], int], list[Any]]
 
 
 def run(pipeline: Pipeline, direction: str, items: list[Any], workers: int,
         batches: list[tuple[int, int]], gather: Gather) -> list[Any]:
     """``pipeline.<direction>`` of every item on the pool's processes, in order.
 
-    ``gather(submit)`` runs the batches: ``submit(start, stop)`` hands one to a worker.
+    ``gather(submit, in_flight)`` runs the batches, at most `in_flight` at once:
+    ``submit(start, stop)`` hands one to the pool. When the call may use every process of the
+    pool, all batches are handed over at once, so a worker finds its next batch waiting (the
+    pool's own threads deliver them, and they wait for the GIL; waiting for a batch to finish
+    before sending the next left workers idle for milliseconds each time).
     """
     try:
         blob = pickle.dumps(pipeline)
@@ -58,15 +63,16 @@ def run(pipeline: Pipeline, direction: str, items: list[Any], workers: int,
                         ) from None
     key = hashlib.sha256(blob).hexdigest()
     executor = _pool(workers)
+    in_flight = len(batches) if _executor_size <= workers else workers
     layout = decoded_layout(pipeline) if direction == "decode" else None
     try:
         shared = _SharedFiles.for_items(items, layout) if layout is not None else None
         if shared is None:
             return gather(lambda start, stop: executor.submit(
-                _batch, key, blob, direction, items[start:stop], start))
+                _batch, key, blob, direction, items[start:stop], start), in_flight)
         with shared:
-            gather(lambda start, stop: executor.submit(_batch_shared, key, blob,
-                                                       shared.task(start, stop)))
+            gather(shared.submitter(
+                lambda task: executor.submit(_batch_shared, key, blob, task), batches), in_flight)
             return shared.results()
     except BrokenProcessPool as exc:
         _forget(executor)
@@ -115,7 +121,7 @@ class _SharedFiles:
         self.item_bytes = math.prod(self.shape) * self.dtype.itemsize
         self.folder = folder
         self._paths: list[str] = []
-        self._outputs: list[tuple[str, int]] = []  # (path, items) of each batch
+        self._outputs: list[tuple[int, str, int]] = []  # (start, path, items) of each batch
 
     @classmethod
     def for_items(cls, items: list[Any], layout: tuple[tuple[int, ...], np.dtype]
@@ -148,14 +154,31 @@ class _SharedFiles:
                 os.posix_fallocate(file.fileno(), 0, size)  # write (no SIGBUS when full)
             else:
                 file.truncate(size)
-        self._outputs.append((outputs, stop - start))
+        self._outputs.append((start, outputs, stop - start))
         return (inputs, spans, outputs, self.item_bytes, self.dtype.str, self.shape, start)
+
+    def submitter(self, send: Callable[[tuple], Future], batches: list[tuple[int, int]]
+                  ) -> Callable[[int, int], Future]:
+        """``submit(start, stop)`` for `gather`: sends a batch's task, then writes the files of
+        the batch that follows, while the workers are busy, so it is ready when one is free."""
+        following = dict(itertools.pairwise(batches))
+        prepared: dict[tuple[int, int], tuple] = {}
+
+        def submit(start: int, stop: int) -> Future:
+            task = prepared.pop((start, stop), None) or self.task(start, stop)
+            future = send(task)
+            upcoming = following.get((start, stop))
+            if upcoming is not None and upcoming not in prepared:
+                prepared[upcoming] = self.task(*upcoming)
+            return future
+
+        return submit
 
     def results(self) -> list[np.ndarray]:
         """The decoded arrays, without copying: views of private (copy-on-write) mappings of
         the files the workers wrote, which stay mapped as long as an array needs them."""
         arrays: list[np.ndarray] = []
-        for path, count in self._outputs:
+        for _, path, count in sorted(self._outputs):
             if self.item_bytes == 0:
                 arrays += [np.empty(self.shape, self.dtype) for _ in range(count)]
                 continue

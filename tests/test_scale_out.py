@@ -299,7 +299,7 @@ def test_without_room_for_shared_files_chunks_travel_pickled(monkeypatch, runtim
     pipeline = Pipeline.load(cog_steps(), runtime=runtime)
     arrays = tiles(6)
     decoded = processes.run(pipeline, "decode", [pipeline.encode(a) for a in arrays], 2,
-                            [(0, 3), (3, 6)], lambda submit: [
+                            [(0, 3), (3, 6)], lambda submit, in_flight: [
                                 *submit(0, 3).result(), *submit(3, 6).result()])
     for got, want in zip(decoded, arrays, strict=True):
         np.testing.assert_array_equal(got, want)

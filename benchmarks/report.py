@@ -94,6 +94,30 @@ def limits_table(groups: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+WORKERS = re.compile(r"^(.*), ([0-9]+) workers?(?:\(s\))?$")
+
+
+def scaling_table(groups: dict[str, dict[str, float]]) -> list[str]:
+    """How much faster 2 workers are than 1, per engine: the goal of the parallel readers,
+    which a ratio to native does not show."""
+    by_workers: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+    for group, medians in groups.items():
+        match = WORKERS.match(group)
+        if match:
+            by_workers[match.group(1)][int(match.group(2))] = medians
+    present = [c for c in COLUMNS if any(c in m for w in by_workers.values()
+                                         for m in w.values())]
+    lines = ["| 2 workers versus 1 | " + " | ".join(present) + " |",
+             "|---" * (len(present) + 1) + "|"]
+    for name in sorted(by_workers):
+        one, two = by_workers[name].get(1, {}), by_workers[name].get(2, {})
+        cells = [f"{one[c] / two[c]:.2f}x faster" if c in one and c in two else ""
+                 for c in present]
+        if any(cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
 def chart(groups: dict[str, dict[str, float]], path: Path) -> None:
     import matplotlib
 
@@ -146,6 +170,10 @@ def main() -> None:
     if cold:
         lines += ["First decode in a fresh process (interpreter start, imports, pipeline, one "
                   "decode of the zstd module):", "", *long_table(cold), ""]
+    scaling = scaling_table(groups)
+    if scaling:
+        lines += ["The same work on 2 workers versus 1 (threads for native and wasmtime, worker "
+                  "processes for wasmer), from the rows above:", "", *scaling, ""]
     limited = {g: m for g, m in groups.items() if g.startswith(LIMITS)}
     if limited:
         lines += ["What the time limit costs on wasmtime (a shipped codec compiled without and "

@@ -66,3 +66,18 @@ def test_chart_and_readme_block(report, tmp_path, monkeypatch) -> None:
     text = readme.read_text()
     assert "old" not in text and "| new | table |" in text
     assert text.startswith("intro\n") and text.endswith("outro\n")
+
+
+def test_scaling_table_divides_one_worker_by_two(report) -> None:
+    groups = {
+        "64 tiles, decode_many, 1 worker(s)": {"native": 0.050, "wasmtime": 0.040},
+        "64 tiles, decode_many, 2 worker(s)": {"native": 0.025, "wasmtime": 0.032},
+        "read a COG, 1 worker": {"wasmer": 0.3},
+        "read a COG, 2 workers": {"wasmer": 0.2},
+        "zstd decode, 2 MiB": {"native": 0.002},
+    }
+    assert report.scaling_table(groups) == [
+        "| 2 workers versus 1 | native | wasmtime | wasmer |", "|---|---|---|---|",
+        "| 64 tiles, decode_many | 2.00x faster | 1.25x faster |  |",
+        "| read a COG |  |  | 1.50x faster |"]
+    assert report.scaling_table({"zstd decode, 2 MiB": {"native": 0.002}}) == []

@@ -323,3 +323,30 @@ def test_a_pipeline_that_cannot_travel_is_a_spec_error() -> None:
     mixed = Pipeline([*pipeline.codecs, Local()])
     with pytest.raises(SpecError, match="cannot be sent to worker processes"):
         mixed.decode_many([b"x", b"y"], workers=2)
+
+
+def test_a_worker_batch_reads_and_writes_its_files(monkeypatch) -> None:
+    """The worker's side of a shared-file batch, run here: chunks read into the reused buffer
+    (or, past its size, a buffer of the batch's own), arrays written at their offsets, and a
+    short input file an error."""
+    from chonkle import processes
+
+    monkeypatch.setattr(processes, "SCRATCH_KEPT", 1)  # every batch: a buffer of its own
+    monkeypatch.setattr(processes, "_scratch", np.empty(0, np.uint8))
+    monkeypatch.setattr(processes, "_pipelines", {})
+    pipeline = Pipeline.load(cog_steps())
+    blob = pickle.dumps(pipeline)
+    arrays = tiles(5)
+    chunks = [pipeline.encode(a) for a in arrays]
+    with processes._SharedFiles.for_items(chunks, processes.decoded_layout(pipeline)) as shared:
+        first, second = shared.task(0, 2), shared.task(2, 5)
+        processes._batch_shared("key", blob, first)
+        monkeypatch.setattr(processes, "SCRATCH_KEPT", 2**30)  # now kept, then reused
+        processes._batch_shared("key", blob, second)
+        processes._batch_shared("key", blob, second)
+        assert processes._scratch.size == sum(len(c) for c in chunks[2:])
+        for got, want in zip(shared.results(), arrays, strict=True):
+            np.testing.assert_array_equal(got, want)
+        Path(second[0]).write_bytes(b"short")
+        with pytest.raises(CodecError, match="input file ended after 5 of"):
+            processes._batch_shared("key", blob, second)

@@ -57,17 +57,15 @@ def test_pipeline_encode_cog(benchmark, engine: str) -> None:
     assert np.array_equal(native.decode(benchmark(pipeline.encode, tile)), tile)
 
 
-TILE = 256  # GDAL's default COG tile is 512, tifffile's and many producers' 256
-
-
 @pytest.mark.parametrize("workers", [1, 2])
-def test_many_tiles(benchmark, engine: str, workers: int) -> None:
+@pytest.mark.parametrize("tile", [256, 512])  # tifffile's and many producers' tile; GDAL's COG
+def test_many_tiles(benchmark, engine: str, workers: int, tile: int) -> None:
     """64 COG tiles with Pipeline.decode_many on 1 or 2 workers: threads on
     wasmtime (and native), worker processes on wasmer (its calls hold the GIL)."""
-    tiles = [smooth_raster(TILE, TILE, seed) for seed in range(64)]
-    pipeline, native = pipeline_for(cog, engine, (TILE, TILE))
+    tiles = [smooth_raster(tile, tile, seed) for seed in range(64)]
+    pipeline, native = pipeline_for(cog, engine, (tile, tile))
     chunks = [native.encode(t) for t in tiles]
-    benchmark.group = f"64 COG tiles of {TILE}x{TILE}, decode_many, {workers} worker(s)"
+    benchmark.group = f"64 COG tiles of {tile}x{tile}, decode_many, {workers} worker(s)"
     pipeline.decode_many(chunks, workers=workers)  # start workers, compile, instantiate
     decoded = benchmark(pipeline.decode_many, chunks, workers=workers)
     assert all(np.array_equal(d, t) for d, t in zip(decoded, tiles, strict=True))

@@ -385,7 +385,6 @@ def _tiff_json_value(value: object) -> object:
 def _tiff_read(args: argparse.Namespace) -> int:
     import re
 
-    from chonkle import progress as progress_bars
     from chonkle.formats.tiff import open_tiff
 
     window = None
@@ -399,10 +398,7 @@ def _tiff_read(args: argparse.Namespace) -> int:
     tiff = open_tiff(args.source, prefer=args.prefer, runtime=args.runtime)
     level = tiff.level(args.level)
     count = len(tiff.tiles(args.level, window))
-    # A bar on a terminal only (never in a log), and only for reads of many tiles.
-    with progress_bars.bar(count, "read", unit="tile", progress=None if count >= 16 else False,
-                           dynamic_ncols=True) as bar:
-        array = tiff.read(args.level, window, workers=args.workers, progress=bar.update)
+    array = tiff.read(args.level, window, workers=args.workers)  # a bar on a terminal only
     if args.output is not None:
         _write_atomically(args.output, lambda f: np.save(f, array, allow_pickle=False))
         print(f"wrote {args.output} ({_describe(array)})")

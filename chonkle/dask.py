@@ -73,7 +73,8 @@ def _read_block(path: str, identity: tuple, prefer: str, runtime: str | None, le
         raise SourceError(f"{path!r} changed after its dask array was made; make it again")
     location = block_info[None]["array-location"]  # type: ignore[index]
     window = (tuple(location[spatial[0]]), tuple(location[spatial[1]]))
-    return _opened(path, identity, prefer, runtime).read(level, window, workers=1)
+    return _opened(path, identity, prefer, runtime).read(level, window, workers=1,
+                                                         progress=False)
 
 
 @functools.lru_cache(maxsize=32)

@@ -287,6 +287,21 @@ def test_progress_counts_every_tile(written) -> None:
     assert sum(done) == len(tiff.tiles(0, ((9, 10), (0, 3)))) == 2  # one strip per plane
 
 
+def test_progress_may_be_a_flag(written, capsys) -> None:
+    """As in decode_many: None (a bar on a terminal only), True, False; anything else is a
+    SpecError."""
+    case = next(c for c in MATRIX if not c.tiled and c.layout == "separate")
+    tiff = chonkle.open_tiff(written(case))
+    want = tiff.read(progress=lambda n: None)
+    for flag in (None, False):
+        np.testing.assert_array_equal(tiff.read(progress=flag), want)
+        assert capsys.readouterr().err == ""  # pytest's stderr is not a terminal
+    np.testing.assert_array_equal(tiff.read(progress=True), want)
+    assert f"/{tiff.levels[0].tile_count}" in capsys.readouterr().err
+    with pytest.raises(SpecError, match="progress must be True, False, None or a function"):
+        tiff.read(progress="yes")
+
+
 def test_another_engine_per_read(written, runtime: str) -> None:
     case = next(c for c in MATRIX if c.compression == "packbits" and c.predictor == 3)
     path = written(case)

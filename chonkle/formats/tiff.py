@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from chonkle import progress as progress_bars
 from chonkle.errors import ChonkleError, CodecError, LimitExceeded, SpecError
 from chonkle.formats.tiff_levels import (
     MAX_IFDS,
@@ -174,16 +175,21 @@ class Tiff:
         return [tile.index for tile in _tiles(chosen, *self._window(chosen, window))]
 
     def read(self, level: int = 0, window: Window | None = None, runtime: str | None = None,
-             *, workers: int | None = None, progress: Progress | None = None) -> np.ndarray:
+             *, workers: int | None = None, progress: bool | Progress | None = None
+             ) -> np.ndarray:
         """The level, or the window ``((row0, row1), (col0, col1))`` of it, as an array.
 
         The result equals tifffile's ``asarray()`` of the same image (cropped to the window):
         shape (rows, columns), (rows, columns, samples) or, for separate planes, (samples,
         rows, columns); native byte order. Tiles without bytes hold the GDAL_NODATA value
         (0 without one). ``runtime`` runs the Wasm steps on another engine; ``workers`` is
-        handed to ``Pipeline.decode_many`` (None: its default); ``progress(n)`` is called as
-        every n tiles are done.
+        handed to ``Pipeline.decode_many`` (None: its default). ``progress``: None shows a
+        progress bar on a terminal for reads of 16 tiles or more, True or False force it on
+        or off; a function is called instead, with n as every n tiles are done.
         """
+        if not (progress is None or isinstance(progress, bool) or callable(progress)):
+            raise SpecError(f"progress must be True, False, None or a function, not "
+                            f"{progress!r}")
         chosen = self.level(level)
         (r0, r1), (c0, c1) = self._window(chosen, window)
         try:
@@ -192,12 +198,28 @@ class Tiff:
             raise LimitExceeded(f"{self.source.label}: level {chosen.index}: a window of {r1 - r0}x"
                                 f"{c1 - c0} pixels does not fit in memory") from exc
         needed = _tiles(chosen, (r0, r1), (c0, c1))
+        if callable(progress):
+            self._read_tiles(chosen, needed, out, (r0, r1, c0, c1), runtime, workers, progress)
+        else:
+            shown = False if progress is None and len(needed) < 16 else progress
+            with progress_bars.bar(len(needed), "read", unit="tile", progress=shown,
+                                   dynamic_ncols=True) as bar:
+                self._read_tiles(chosen, needed, out, (r0, r1, c0, c1), runtime, workers,
+                                 bar.update)
+        return out.reshape(chosen.window_shape(r1 - r0, c1 - c0))
+
+    def _read_tiles(self, chosen: TiffLevel, needed: list[_Tile], out: np.ndarray,
+                    bounds: tuple[int, int, int, int], runtime: str | None,
+                    workers: int | None, progress: Progress) -> None:
+        """Decode the `needed` tiles into `out` (the window `bounds`), nodata where a tile
+        has no bytes."""
+        r0, r1, c0, c1 = bounds
         stored = [t for t in needed if chosen.byte_counts[t.index] > 0
                   and chosen.offsets[t.index] > 0]
         for tile in needed:
             if chosen.byte_counts[tile.index] <= 0 or chosen.offsets[tile.index] <= 0:
                 _region(out, tile, chosen.tile_shape[1], r0, c0, r1, c1)[...] = chosen.nodata
-        if len(stored) < len(needed) and progress is not None:
+        if len(stored) < len(needed):
             progress(len(needed) - len(stored))
         pipelines = (chosen.pipeline, chosen.tail_pipeline)
         if runtime is not None:
@@ -218,9 +240,7 @@ class Tiff:
                         _region(out, tile, cols, r0, c0, r1, c1)[...] = block[
                             max(r0, tile.row) - tile.row:min(r1, tile.row + tile.rows) - tile.row,
                             max(c0, tile.col) - tile.col:min(c1, tile.col + cols) - tile.col]
-                if progress is not None:
-                    progress(len(batch))
-        return out.reshape(chosen.window_shape(r1 - r0, c1 - c0))
+                progress(len(batch))
 
     # ---- helpers ---------------------------------------------------------------------------
 

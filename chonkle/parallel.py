@@ -57,6 +57,8 @@ def run_many(pipeline: Pipeline, direction: str, items: Sequence[Any], workers: 
         workers = available_cores()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SpecError(f"workers must be a positive integer or None, not {workers!r}")
+    if not (progress is None or isinstance(progress, bool)):
+        raise SpecError(f"progress must be True, False or None, not {progress!r}")
     workers = min(workers, max(1, len(items)))
     with progress_bars.bar(len(items), f"{direction} chunks", unit="chunk",
                            progress=progress) as shown:

@@ -120,6 +120,11 @@ def test_workers_must_be_a_positive_integer(workers: object) -> None:
         Pipeline.load(cog_steps()).decode_many([b""], workers=workers)  # type: ignore[arg-type]
 
 
+def test_progress_is_a_flag() -> None:
+    with pytest.raises(SpecError, match="progress must be True, False or None, not 'yes'"):
+        Pipeline.load(cog_steps()).decode_many([b""], progress="yes")  # type: ignore[arg-type]
+
+
 def test_a_process_pool_starts_from_a_script_without_a_main_guard(tmp_path: Path) -> None:
     """Worker processes do not re-run the user's script (which has no __main__ guard)."""
     script = tmp_path / "script.py"

@@ -348,7 +348,7 @@ def _read_into_scratch(path: str, size: int) -> memoryview:
 
 
 def _write_at(file: Any, array: np.ndarray, position: int) -> None:
-    data = memoryview(array).cast("B")
+    data = memoryview(array.reshape(-1).view(np.uint8))  # any dtype, empty arrays too
     file.seek(position)
     while data:
         data = data[file.write(data):]

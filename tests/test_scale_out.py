@@ -50,6 +50,23 @@ def test_decode_many_keeps_the_input_order(runtime: str, workers: int | None) ->
     assert pipeline.decode_many([], workers=workers) == []
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "bool", "complex64"])
+@pytest.mark.parametrize("shape", [[0, 4], [3, 5]])
+def test_decode_many_of_empty_and_unusual_chunks(runtime: str, dtype: str,
+                                                 shape: list[int]) -> None:
+    """Through the workers' shared files too (wasmer): arrays of no bytes, and dtypes a
+    memoryview cannot describe as bytes directly."""
+    pipeline = Pipeline.load([
+        {"name": "bytes", "type": "numcodecs",
+         "configuration": {"data_type": dtype, "shape": shape}},
+        {"name": "zlib", "type": "wasm", "configuration": {"level": 1}}], runtime=runtime)
+    arrays = [np.full(shape, i % 2, dtype) for i in range(6)]
+    decoded = pipeline.decode_many(pipeline.encode_many(arrays, workers=2), workers=2)
+    for got, want in zip(decoded, arrays, strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
 def test_threads_or_processes_by_the_engines_capability(runtime: str) -> None:
     """Chosen by what the engine declares (parallel_threads), not by its name."""
     from chonkle.engine.registry import get_runtime

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from chonkle import processes
 from chonkle import progress as progress_bars
 from chonkle.errors import ChonkleError, SpecError
+from chonkle.pools import GrowingPool
 
 if TYPE_CHECKING:
     from chonkle.pipeline import Pipeline
@@ -69,15 +70,18 @@ def run_many(pipeline: Pipeline, direction: str, items: Sequence[Any], workers: 
             return processes.run(pipeline, direction, items, workers, batches,
                                  lambda submit, in_flight: gather(submit, batches, in_flight,
                                                                   len(items), shown.update))
-        pool, method, stop = _thread_pool(workers), getattr(pipeline, direction), threading.Event()
-        # A call that may use the whole pool hands it every batch at once (a thread then finds
-        # its next batch waiting); otherwise at most `workers` batches are out at a time.
-        in_flight = len(batches) if _threads_size <= workers else workers
-        try:
-            return gather(lambda start, end: pool.submit(_batch, method, items, start, end, stop),
-                          batches, in_flight, len(items), shown.update)
-        finally:
-            stop.set()  # after a failure or Ctrl-C, running batches stop at their next chunk
+        method, stop = getattr(pipeline, direction), threading.Event()
+        with THREADS.use(workers) as (pool, size):
+            # A call that may use the whole pool hands it every batch at once (a thread then
+            # finds its next batch waiting); otherwise at most `workers` are out at a time.
+            in_flight = len(batches) if size <= workers else workers
+            def submit(start: int, end: int) -> Future:
+                return pool.submit(_batch, method, items, start, end, stop)
+
+            try:
+                return gather(submit, batches, in_flight, len(items), shown.update)
+            finally:
+                stop.set()  # after a failure or Ctrl-C, running batches stop at their next chunk
 
 
 def gather(submit: Submit, batches: list[tuple[int, int]], in_flight: int, count: int,
@@ -111,23 +115,10 @@ def gather(submit: Submit, batches: list[tuple[int, int]], in_flight: int, count
     return results
 
 
-# One pool of threads for the process, grown (replaced) when a call asks for more workers: each
-# thread keeps its Wasm instances, so a call does not pay for instantiating modules again.
-_threads: ThreadPoolExecutor | None = None
-_threads_size = 0
-_threads_lock = threading.Lock()
-
-
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    global _threads, _threads_size
-    with _threads_lock:
-        if _threads is None or _threads_size < workers:
-            previous = _threads
-            _threads_size = max(workers, available_cores())
-            _threads = ThreadPoolExecutor(_threads_size, thread_name_prefix="chonkle")
-            if previous is not None:
-                previous.shutdown(wait=False)
-        return _threads
+# One pool of threads for the process (chonkle.pools): each thread keeps its Wasm instances,
+# so a call does not pay for instantiating modules again.
+THREADS: GrowingPool[ThreadPoolExecutor] = GrowingPool(
+    lambda size: ThreadPoolExecutor(size, thread_name_prefix="chonkle"), available_cores)
 
 
 def _serial(pipeline: Pipeline, direction: str, items: list[Any],

@@ -26,7 +26,6 @@ import pickle
 import signal
 import sys
 import tempfile
-import threading
 import time
 import types
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chonkle.errors import ChonkleError, CodecError, SpecError
+from chonkle.pools import GrowingPool
 
 if TYPE_CHECKING:
     from chonkle.pipeline import Pipeline
@@ -61,25 +61,26 @@ def run(pipeline: Pipeline, direction: str, items: list[Any], workers: int,
                         "with workers=1, or on an engine that runs in threads (wasmtime)"
                         ) from None
     key = hashlib.sha256(blob).hexdigest()
-    executor = _pool(workers)
-    in_flight = len(batches) if _executor_size <= workers else workers
     layout = decoded_layout(pipeline) if direction == "decode" else None
-    try:
-        shared = _SharedFiles.for_items(items, layout) if layout is not None else None
-        if shared is None:
-            return gather(lambda start, stop: executor.submit(
-                _batch, key, blob, direction, items[start:stop], start), in_flight)
-        with shared:
-            gather(shared.submitter(
-                lambda task: executor.submit(_batch_shared, key, blob, task), batches), in_flight)
-            return shared.results()
-    except BrokenProcessPool as exc:
-        _forget(executor)
-        raise CodecError(f"a worker process died during {direction} ({type(exc).__name__}); "
-                         "the pool is replaced on the next call") from exc
-    except OSError as exc:  # shared memory or temporary files ran out
-        raise CodecError(f"cannot hand chunks to worker processes: {exc.strerror or exc}"
-                         ) from exc
+    with POOL.use(workers) as (executor, size):
+        in_flight = len(batches) if size <= workers else workers
+        try:
+            shared = _SharedFiles.for_items(items, layout) if layout is not None else None
+            if shared is None:
+                return gather(lambda start, stop: executor.submit(
+                    _batch, key, blob, direction, items[start:stop], start), in_flight)
+            with shared:
+                gather(shared.submitter(lambda task: executor.submit(
+                    _batch_shared, key, blob, task), batches), in_flight)
+                return shared.results()
+        except BrokenProcessPool as exc:
+            POOL.forget(executor)
+            raise CodecError(f"a worker process died during {direction} "
+                             f"({type(exc).__name__}); the pool is replaced on the next call"
+                             ) from exc
+        except OSError as exc:  # shared memory or temporary files ran out
+            raise CodecError(f"cannot hand chunks to worker processes: {exc.strerror or exc}"
+                             ) from exc
 
 
 def decoded_layout(pipeline: Pipeline) -> tuple[tuple[int, ...], np.dtype] | None:
@@ -196,24 +197,11 @@ class _SharedFiles:
 
 # ---- the pool ---------------------------------------------------------------------------------
 
-# One pool for the process, grown (replaced) when a call asks for more workers: the workers
-# keep their compiled modules between calls.
-_executor: ProcessPoolExecutor | None = None
-_executor_size = 0
-_pool_lock = threading.Lock()
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    global _executor, _executor_size
-    with _pool_lock:
-        if _executor is None or _executor_size < workers:
-            previous = _executor
-            size = max(workers, os.cpu_count() or 1)
-            _executor = _start(size)
-            _executor_size = size
-            if previous is not None:
-                previous.shutdown(wait=False, cancel_futures=True)
-        return _executor
+# One pool for the process (chonkle.pools): the workers keep their compiled modules between
+# calls.
+POOL: GrowingPool[ProcessPoolExecutor] = GrowingPool(lambda size: _start(size),
+                                                     lambda: os.cpu_count() or 1)
+atexit.register(POOL.shutdown)
 
 
 def _start(size: int) -> ProcessPoolExecutor:
@@ -239,23 +227,6 @@ def _start(size: int) -> ProcessPoolExecutor:
     finally:
         sys.modules["__main__"] = main
     return executor
-
-
-def _forget(executor: ProcessPoolExecutor) -> None:
-    global _executor, _executor_size
-    with _pool_lock:
-        if _executor is executor:
-            _executor, _executor_size = None, 0
-    executor.shutdown(wait=False, cancel_futures=True)
-
-
-@atexit.register
-def _shutdown() -> None:
-    with _pool_lock:
-        executor = _executor
-    if executor is not None:
-        with contextlib.suppress(Exception):
-            executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _started(size: int) -> int:

@@ -255,7 +255,39 @@ def test_pools_do_not_multiply(runtime: str) -> None:
         time.sleep(0.05)
     assert len(named) <= max(4, parallel.available_cores())
     if not uses_threads(pipeline):
-        assert processes._executor_size <= max(4, os.cpu_count() or 1)
+        assert processes.POOL.size <= max(4, os.cpu_count() or 1)
+
+
+def test_a_call_survives_another_growing_the_pool(runtime: str) -> None:
+    """A second call asking for more workers replaces the pool while a first call is using
+    it: the first call's batches, queued on the old pool or still to be handed out, finish."""
+    from chonkle import parallel, processes
+
+    pipeline = Pipeline.load(cog_steps(), runtime=runtime)
+    chunks = [pipeline.encode(a) for a in tiles(8)] * 400
+    pool = parallel.THREADS if uses_threads(pipeline) else processes.POOL
+    outcome: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            outcome["arrays"] = pipeline.decode_many(chunks, workers=2)
+        except BaseException as exc:  # reported by the assertion below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not pool._calls and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert pool._calls, "the first call was over before the pool could grow"
+    assert len(pipeline.decode_many(chunks[:3], workers=max(pool.size, 2) + 1)) == 3
+    thread.join(120)
+    assert "error" not in outcome, repr(outcome.get("error"))
+    decoded = outcome["arrays"]
+    assert isinstance(decoded, list) and len(decoded) == len(chunks)
+    for got, want in zip(decoded, [pipeline.decode(c) for c in chunks[:8]] * 400, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not pool._calls  # the replaced pool was let go once its last call ended
 
 
 def test_ctrl_c_stops_the_threads_at_once(tmp_path: Path) -> None:

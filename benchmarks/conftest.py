@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -39,6 +42,23 @@ def smooth_raster(height: int, width: int, seed: int = 0) -> np.ndarray:
     y, x = np.indices((height, width))
     surface = 2400 + 900 * np.sin(x / 41.0) * np.cos(y / 29.0) + 0.5 * x + 0.3 * y
     return np.clip(surface + rng.normal(0, 15, surface.shape), 0, 65535).astype(np.uint16)
+
+
+def interleaved_speedup(one: Callable[[], object], two: Callable[[], object],
+                        pairs: int = 9) -> float:
+    """The median of time(one) / time(two) over runs of each in turn.
+
+    A shared machine's speed drifts over minutes, so two medians measured a minute apart
+    give a noisier ratio than neighbouring runs do.
+    """
+    ratios = []
+    for _ in range(pairs):
+        start = time.perf_counter()
+        one()
+        middle = time.perf_counter()
+        two()
+        ratios.append((middle - start) / (time.perf_counter() - middle))
+    return statistics.median(ratios)
 
 
 def raster_of(nbytes: int, width: int = 1024) -> np.ndarray:

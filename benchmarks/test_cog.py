@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import smooth_raster
+from conftest import interleaved_speedup, smooth_raster
 
 import chonkle
 from chonkle import Pipeline
@@ -48,7 +48,7 @@ def test_read_whole_cog(benchmark, engine: str, cog, workers: int) -> None:
     if engine == "native":
         benchmark.extra_info["reader"] = "tifffile"
 
-        def read() -> np.ndarray:
+        def read(workers: int = workers) -> np.ndarray:
             with tifffile.TiffFile(path) as tif:
                 return tif.pages[0].asarray(maxworkers=workers)
     else:
@@ -56,6 +56,8 @@ def test_read_whole_cog(benchmark, engine: str, cog, workers: int) -> None:
             pytest.skip("Pipeline.decode_many (parallel decoding) does not exist yet")
         chonkle.open_tiff(path, runtime=engine).read(workers=workers)  # warm every worker
 
-        def read() -> np.ndarray:
+        def read(workers: int = workers) -> np.ndarray:
             return chonkle.open_tiff(path, runtime=engine).read(workers=workers)
+    if workers > 1:
+        benchmark.extra_info["speedup"] = interleaved_speedup(lambda: read(1), read)
     assert np.array_equal(benchmark(read), raster)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import smooth_raster
+from conftest import interleaved_speedup, smooth_raster
 
 from chonkle import Pipeline
 
@@ -67,5 +67,9 @@ def test_many_tiles(benchmark, engine: str, workers: int, tile: int) -> None:
     chunks = [native.encode(t) for t in tiles]
     benchmark.group = f"64 COG tiles of {tile}x{tile}, decode_many, {workers} worker(s)"
     pipeline.decode_many(chunks, workers=workers)  # start workers, compile, instantiate
+    if workers > 1:
+        benchmark.extra_info["speedup"] = interleaved_speedup(
+            lambda: pipeline.decode_many(chunks, workers=1),
+            lambda: pipeline.decode_many(chunks, workers=workers))
     decoded = benchmark(pipeline.decode_many, chunks, workers=workers)
     assert all(np.array_equal(d, t) for d, t in zip(decoded, tiles, strict=True))

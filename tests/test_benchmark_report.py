@@ -81,3 +81,16 @@ def test_scaling_table_divides_one_worker_by_two(report) -> None:
         "| 64 tiles, decode_many | 2.00x faster | 1.25x faster |  |",
         "| read a COG |  |  | 1.50x faster |"]
     assert report.scaling_table({"zstd decode, 2 MiB": {"native": 0.002}}) == []
+
+
+def test_a_speedup_measured_in_turn_is_preferred(report) -> None:
+    groups = {"tiles, 1 worker(s)": {"wasmtime": 0.040, "wasmer": 0.050},
+              "tiles, 2 worker(s)": {"wasmtime": 0.032, "wasmer": 0.025}}
+    data = {"benchmarks": [
+        {"group": "tiles, 2 worker(s)", "params": {"engine": "wasmtime"},
+         "extra_info": {"speedup": 1.5}, "stats": {"median": 0.032}},
+        {"group": "tiles, 2 worker(s)", "params": {"engine": "wasmer"}, "extra_info": {},
+         "stats": {"median": 0.025}}]}
+    assert report.speedups(data) == {"tiles, 2 worker(s)": {"wasmtime": 1.5}}
+    assert report.scaling_table(groups, report.speedups(data))[2] == (
+        "| tiles | 1.50x faster | 2.00x faster |")

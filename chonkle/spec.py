@@ -95,6 +95,12 @@ def parse_pipeline_text(raw: bytes, where: str) -> Any:
     if len(raw) > MAX_SPEC_BYTES:
         raise SpecError(f"{where} is over {MAX_SPEC_BYTES} bytes; no real pipeline is that "
                         "large")
+    return parse_json_text(raw, where, "pipeline")
+
+
+def parse_json_text(raw: bytes, where: str, kind: str) -> Any:
+    """A JSON document describing a `kind` (a pipeline, Zarr metadata), every way it can be
+    malformed a SpecError naming `where`."""
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -102,9 +108,9 @@ def parse_pipeline_text(raw: bytes, where: str) -> Any:
     except json.JSONDecodeError as exc:
         raise SpecError(f"{where} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise SpecError(f"{where} is nested deeper than any pipeline") from None
+        raise SpecError(f"{where} is nested deeper than any {kind}") from None
     except ValueError as exc:  # an integer of thousands of digits, for one
-        raise SpecError(f"{where} holds a value no pipeline has: {exc}") from None
+        raise SpecError(f"{where} holds a value no {kind} has: {exc}") from None
 
 
 def parse_pipeline(document: Any, *, base_dir: Path | None) -> PipelineSpec:

@@ -278,6 +278,7 @@ def test_malformed_zarray_is_a_spec_error_naming_the_file(
     (b"\xff\xfe", "is not UTF-8"),
     (b"[1, 2]", "must be a JSON object"),
     (b"[" * 100_000 + b"]" * 100_000, "nested deeper"),
+    (b'{"zarr_format": ' + b"7" * 5000 + b"}", "holds a value no Zarr metadata has"),
 ])
 def test_unreadable_metadata_is_a_spec_error(tmp_path: Path, content: bytes,
                                              message: str) -> None:

@@ -8,7 +8,6 @@ them into a pipeline is :mod:`chonkle.formats.zarr_pipeline`'s job.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import stat
@@ -22,6 +21,7 @@ import numpy as np
 from chonkle import settings
 from chonkle.codecs.bytes_codec import ZARR_DATA_TYPES
 from chonkle.errors import ChonkleError, LimitExceeded, SpecError
+from chonkle.spec import parse_json_text
 
 V2_FILE = ".zarray"
 V3_FILE = "zarr.json"
@@ -116,14 +116,7 @@ def read_metadata(source: str | os.PathLike[str] | Mapping[str, Any]) -> ZarrMet
         raw = read_regular_file(found, MAX_METADATA_BYTES, "Zarr metadata")
     except FileNotFoundError:
         raise SpecError(f"{found} does not exist") from None
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError(f"{found} is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{found} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise SpecError(f"{found} is nested deeper than any Zarr metadata") from None
+    document = parse_json_text(raw, str(found), "Zarr metadata")
     return parse_metadata(document, str(found), found.parent)
 
 

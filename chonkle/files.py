@@ -150,40 +150,36 @@ class Folder:
         Folders are emptied with an explicit stack, not recursion: a hostile tree of any
         depth is removed.
         """
+        if not self._unlink_unless_folder(name):
+            return
+        stack: list[tuple[Folder, Folder, str]] = [(self, self._inner(name), name)]
+        while stack:
+            parent, folder, entry = stack[-1]
+            for inner_name in folder.names():
+                if folder._unlink_unless_folder(inner_name):
+                    stack.append((folder, folder._inner(inner_name), inner_name))
+                    break
+            else:  # emptied
+                stack.pop()
+                folder.__exit__()
+                gone, gone_at = parent._at(entry)
+                with parent._naming(entry), contextlib.suppress(FileNotFoundError):
+                    os.rmdir(gone, **gone_at)
+
+    def _unlink_unless_folder(self, name: str) -> bool:
+        """Remove the entry unless it is a folder (a link is removed, not followed): True
+        when it is a folder. A missing entry is already gone."""
         target, at = self._at(name)
         with self._naming(name):
             try:
                 info = os.stat(target, follow_symlinks=False, **at)
             except FileNotFoundError:
-                return
-            if not stat.S_ISDIR(info.st_mode):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(target, **at)
-                return
-        stack: list[tuple[Folder, Folder, str]] = [(self, self._inner(name), name)]
-        while stack:
-            parent, folder, entry = stack[-1]
-            descended = False
-            for inner_name in folder.names():
-                inner_target, inner_at = folder._at(inner_name)
-                with folder._naming(inner_name):
-                    try:
-                        found = os.stat(inner_target, follow_symlinks=False, **inner_at)
-                    except FileNotFoundError:
-                        continue
-                    if stat.S_ISDIR(found.st_mode):
-                        stack.append((folder, folder._inner(inner_name), inner_name))
-                        descended = True
-                        break
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(inner_target, **inner_at)
-            if descended:
-                continue
-            stack.pop()
-            folder.__exit__()
-            gone, gone_at = parent._at(entry)
-            with parent._naming(entry), contextlib.suppress(FileNotFoundError):
-                os.rmdir(gone, **gone_at)
+                return False
+            if stat.S_ISDIR(info.st_mode):
+                return True
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target, **at)
+            return False
 
     def _inner(self, name: str) -> Folder:
         """A folder inside this one, opened without following a link."""

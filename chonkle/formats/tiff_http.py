@@ -230,18 +230,12 @@ class HttpFile:
                               f"sent {first}-{last} of {total}")
         self._same_file(total, answer.headers.get("etag"))
         expected = last - first + 1
-        parts: list[bytes] = []
-        received = 0
-        for chunk in answer.iter_raw():
-            download.check()
-            received += len(chunk)
-            if received > expected:
-                raise SourceError(f"{self.url!r}: the server sent more than the {expected} "
-                                  f"bytes it announced for {first}-{last}")
-            parts.append(chunk)
-        if received < expected:
-            raise Retryable(f"the body was cut short ({received} of {expected} bytes)")
-        return b"".join(parts), total
+        body = net.read_capped(answer.iter_raw(), expected, lambda: SourceError(
+            f"{self.url!r}: the server sent more than the {expected} bytes it announced for "
+            f"{first}-{last}"), download)
+        if len(body) < expected:
+            raise Retryable(f"the body was cut short ({len(body)} of {expected} bytes)")
+        return body, total
 
     def _content_range(self, value: str | None) -> tuple[int, int, int]:
         match = _CONTENT_RANGE.fullmatch(value or "")

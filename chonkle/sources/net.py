@@ -66,11 +66,15 @@ def copy_limited(chunks: Iterable[bytes], sink: BinaryIO, uri: str, total: int |
             progress(received, total)
 
 
-def read_capped(chunks: Iterable[bytes], limit: int, too_big: Callable[[], Exception]) -> bytes:
-    """All of `chunks`, or `too_big()` raised as soon as they pass `limit` bytes."""
+def read_capped(chunks: Iterable[bytes], limit: int, too_big: Callable[[], Exception],
+                download: Download | None = None) -> bytes:
+    """All of `chunks`, or `too_big()` raised as soon as they pass `limit` bytes (and the
+    download's deadline checked before each chunk, when there is one)."""
     parts: list[bytes] = []
     received = 0
     for chunk in chunks:
+        if download is not None:
+            download.check()
         received += len(chunk)
         if received > limit:
             raise too_big()

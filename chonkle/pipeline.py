@@ -124,8 +124,8 @@ class Pipeline:
 
         Threads where the engine runs Wasm without the GIL (wasmtime), worker processes where
         it cannot (wasmer). ``workers=None`` uses the cores available, ``1`` is serial. The
-        first failure is raised with its chunk's index (``error.chunk``), and the work not
-        yet started is cancelled. A progress bar shows on a terminal (``progress=``).
+        first failure is raised with its chunk's index (``error.chunk``), and the work no
+        worker has taken yet is cancelled. A progress bar shows on a terminal (``progress=``).
         """
         return run_many(self, "decode", list(chunks), workers, progress)
 
